@@ -1,0 +1,1 @@
+"""The FastAPI app: auth, problem+json errors, request ids, and each primitive's router mounted."""

@@ -1,0 +1,143 @@
+"""RFC 9457 problem details: one model, one renderer, and the exception handlers that use them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from virtuousai.errors import VaiError
+from virtuousai.logging import request_id_var
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "urn:virtuousai:problem:"
+
+
+class FieldErrorModel(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error. ``type`` is stable (branch on it); ``detail`` is for people; ``errors`` lists invalid fields."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(examples=["urn:virtuousai:problem:not-found"])
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[FieldErrorModel] | None = None
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request_id_var.get(),
+    }
+    if errors:
+        body["errors"] = errors
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+# Documented on every /api/v1 route so clients and schemathesis know every error shape.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    for status, description in {
+        400: "Malformed request (bad JSON, bad cursor)",
+        401: "Missing, malformed, unknown, revoked or expired API key",
+        403: "The caller's role may not do this",
+        404: "No such resource in this organization",
+        409: "Conflicts with the current state",
+        422: "Invalid fields, with their paths in `errors`",
+    }.items()
+}
+
+
+def _clean_loc(loc: tuple[Any, ...] | list[Any]) -> list[str | int]:
+    return [part if isinstance(part, int) else str(part) for part in loc]
+
+
+async def _vai_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VaiError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem_response(
+        request,
+        exc.status,
+        exc.type_slug,
+        exc.title,
+        exc.detail,
+        errors=list(exc.errors) or None,
+        headers=headers,
+        **exc.extra,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": _clean_loc(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        for err in exc.errors()
+    ]
+    if any(err["type"] == "json_invalid" for err in errors):
+        return problem_response(
+            request, 400, "malformed-json", "Malformed JSON", "the request body is not valid JSON", errors=errors
+        )
+    summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+    return problem_response(request, 422, "validation-error", "Validation failed", summary, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
+        exc.status_code, "http-error"
+    )
+    return problem_response(
+        request,
+        exc.status_code,
+        slug,
+        str(exc.detail) if exc.status_code < 500 else "Error",
+        str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(
+        request,
+        500,
+        "internal-error",
+        "Internal error",
+        "an unexpected error occurred; the request id identifies it in the logs",
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(VaiError, _vai_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

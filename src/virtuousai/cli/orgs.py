@@ -1,0 +1,134 @@
+"""``vai org …`` and ``vai key …``: administration from the machine that holds the database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from virtuousai.cli.common import echo_json, fail, open_sessions
+from virtuousai.config import Settings
+from virtuousai.errors import NotFound, VaiError
+from virtuousai.orgs.repository import AccessLookup
+from virtuousai.orgs.service import ApiKeyService, create_organization, normalize_email
+from virtuousai.orgs.tables import Role
+from virtuousai.store.pagination import MAX_LIMIT, PageRequest
+from virtuousai.store.tenant import TenantContext
+
+org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+
+OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@org_app.command("create")
+def org_create(
+    name: Annotated[str, typer.Argument(help="Organization name.")],
+    owner_email: Annotated[str, typer.Option("--owner-email", help="The owner's email.")],
+    owner_name: Annotated[str, typer.Option("--owner-name")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Create an organization with its owner, and print the owner's API key (shown once)."""
+
+    async def run() -> None:
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            created = await create_organization(session, name, owner_email, owner_name)
+        if as_json:
+            echo_json(
+                {"org_id": created.organization.id, "user_id": created.owner.id, "api_key": created.key.plaintext}
+            )
+        else:
+            typer.echo(f"organization: {created.organization.id}")
+            typer.echo(f"owner:        {created.owner.email} ({created.owner.id})")
+            typer.echo(f"api key:      {created.key.plaintext}")
+            typer.echo("The key is shown once; store it now.")
+
+    try:
+        asyncio.run(run())
+    except VaiError as exc:
+        fail(exc)
+
+
+@key_app.command("create")
+def key_create(
+    org: OrgOption,
+    email: Annotated[str, typer.Option("--email", help="The member the key acts as.")],
+    name: Annotated[str, typer.Option("--name")] = "",
+    role: Annotated[Role | None, typer.Option("--role", help="Ceiling for the key.")] = None,
+    expires_at: Annotated[datetime | None, typer.Option("--expires-at", help="UTC expiry.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue an API key for a member of an organization."""
+
+    async def run() -> None:
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            lookup = AccessLookup(session)
+            user = await lookup.user_by_email(normalize_email(email))
+            if user is None or await lookup.organization(org) is None:
+                raise NotFound("no such organization or user")
+            expiry = expires_at.replace(tzinfo=expires_at.tzinfo or UTC) if expires_at else None
+            service = ApiKeyService(session, TenantContext(tenant_id=org))
+            issued = await service.create_for_user(user.id, name=name, role=role, expires_at=expiry)
+        if as_json:
+            echo_json({"id": issued.api_key.id, "api_key": issued.plaintext, "role": issued.api_key.role.value})
+        else:
+            typer.echo(f"key id:  {issued.api_key.id}")
+            typer.echo(f"api key: {issued.plaintext}")
+
+    try:
+        asyncio.run(run())
+    except VaiError as exc:
+        fail(exc)
+
+
+@key_app.command("list")
+def key_list(org: OrgOption, as_json: JsonOption = False) -> None:
+    """List an organization's API keys (never the keys themselves)."""
+
+    async def run() -> None:
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            page = await ApiKeyService(session, TenantContext(tenant_id=org)).list(PageRequest(limit=MAX_LIMIT))
+        rows = [
+            {
+                "id": k.id,
+                "name": k.name,
+                "prefix": k.prefix,
+                "role": k.role.value,
+                "created_at": k.created_at,
+                "last_used_at": k.last_used_at,
+                "expires_at": k.expires_at,
+                "revoked_at": k.revoked_at,
+            }
+            for k in page.items
+        ]
+        if as_json:
+            echo_json(rows)
+            return
+        table = Table("id", "name", "prefix", "role", "last used", "expires", "revoked")
+        for r in rows:
+            table.add_row(
+                *(str(r[c] or "") for c in ("id", "name", "prefix", "role", "last_used_at", "expires_at", "revoked_at"))
+            )
+        Console().print(table)
+
+    asyncio.run(run())
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: Annotated[str, typer.Argument()], org: OrgOption) -> None:
+    """Revoke an API key; requests with it answer 401 from now on."""
+
+    async def run() -> None:
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            key = await ApiKeyService(session, TenantContext(tenant_id=org)).revoke(key_id)
+        typer.echo(f"revoked {key.id} at {key.revoked_at}")
+
+    try:
+        asyncio.run(run())
+    except VaiError as exc:
+        fail(exc)

@@ -1,0 +1,1 @@
+"""Envelope encryption of connection secrets and the key-encryption-key providers."""

@@ -1,0 +1,45 @@
+"""The demo organization that ``make run`` (``vai serve --demo``) creates on first start.
+
+Later primitives add their demo content (connections, automations, agents) in ``seed_demo_content``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from virtuousai.config import Settings
+from virtuousai.orgs.repository import AccessLookup
+from virtuousai.orgs.service import create_organization
+
+DEMO_ORG_NAME = "Demo organization"
+DEMO_OWNER_EMAIL = "demo@virtuousai.local"
+
+
+@dataclass(frozen=True)
+class DemoOrganization:
+    org_id: str
+    api_key: str | None  # only on the start that created it
+    key_file: Path
+    created: bool
+
+
+async def ensure_demo_organization(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> DemoOrganization:
+    key_file = settings.data_dir / "demo-api-key"
+    async with sessions() as session:
+        existing = await AccessLookup(session).organization_by_name(DEMO_ORG_NAME)
+        if existing is not None:
+            return DemoOrganization(org_id=existing.id, api_key=None, key_file=key_file, created=False)
+        created = await create_organization(session, DEMO_ORG_NAME, DEMO_OWNER_EMAIL, owner_name="Demo Owner")
+    # A local convenience for the embedded demo only: the key is printed once and kept next to the SQLite file
+    # with the same protection as the master key, so a second `make run` can point at it.
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(created.key.plaintext + "\n")
+    return DemoOrganization(
+        org_id=created.organization.id, api_key=created.key.plaintext, key_file=key_file, created=True
+    )

@@ -1,0 +1,1 @@
+"""Organizations (the tenants), users, memberships with roles, and API keys."""

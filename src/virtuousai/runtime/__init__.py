@@ -1,0 +1,1 @@
+"""Queue, workers, leases, heartbeats, cancellation, watchdog and scheduler."""

@@ -1,0 +1,175 @@
+"""Shared fixtures.
+
+``db_url`` gives every test its own freshly migrated database, once on SQLite and once on PostgreSQL:
+- SQLite: a copy of a migrated template file;
+- PostgreSQL: ``CREATE DATABASE … TEMPLATE`` of a migrated template database made once per test session.
+So leftovers of one test can never reach another. With ``CI=true`` the PostgreSQL tests must run: an unreachable
+server fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from virtuousai.api.app import create_app
+from virtuousai.config import Settings
+from virtuousai.orgs.service import create_organization
+from virtuousai.store import migrate
+from virtuousai.store.engine import make_engine, make_sessionmaker
+
+PG_URL = os.environ.get("VAI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _pg_dsn(database: str) -> str:
+    base, _, _ = PG_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+async def _pg_reachable() -> bool:
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Templates:
+    sqlite_file: Path
+    pg_database: str | None
+
+
+@pytest.fixture(scope="session")
+def db_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    sqlite_file = tmp_path_factory.mktemp("tpl") / "template.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{sqlite_file}"))
+    pg_database: str | None = None
+    if asyncio.run(_pg_reachable()):
+        pg_database = f"vai_tpl_{os.getpid()}_{secrets.token_hex(3)}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{pg_database}"'))
+        asyncio.run(_migrate(_pg_dsn(pg_database)))
+    elif IN_CI:
+        pytest.exit(f"CI=true but PostgreSQL is unreachable at {PG_URL}", returncode=3)
+    yield Templates(sqlite_file=sqlite_file, pg_database=pg_database)
+    if pg_database:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{pg_database}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_kind: str, db_templates: Templates, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    if db_kind == "sqlite":
+        target = tmp_path / "vai.db"
+        shutil.copyfile(db_templates.sqlite_file, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    if db_templates.pg_database is None:
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
+    name = f"vai_t_{secrets.token_hex(6)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{db_templates.pg_database}"'))
+    yield _pg_dsn(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(settings.resolved_database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@dataclass
+class OrgHandle:
+    """An organization created for a test, with its owner's key and ready-made headers."""
+
+    org_id: str
+    user_id: str
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+@pytest.fixture
+def make_org(app: FastAPI):  # type: ignore[no-untyped-def]
+    """``await make_org("Acme")`` → an ``OrgHandle`` in the app's database."""
+
+    async def factory(name: str = "Acme", email: str | None = None) -> OrgHandle:
+        email = email or f"owner-{secrets.token_hex(4)}@example.com"
+        async with app.state.sessions() as session:
+            created = await create_organization(session, name, email)
+        return OrgHandle(created.organization.id, created.owner.id, created.key.plaintext)
+
+    return factory
+
+
+@pytest.fixture
+async def org(make_org) -> OrgHandle:  # type: ignore[no-untyped-def]
+    result: OrgHandle = await make_org("Org A")
+    return result
+
+
+@pytest.fixture
+async def other_org(make_org) -> OrgHandle:  # type: ignore[no-untyped-def]
+    result: OrgHandle = await make_org("Org B")
+    return result
