@@ -1,5 +1,5 @@
 """Built-in action kinds. Importing this package registers them."""
 
-from virtuousai.actions.kinds import basic
+from virtuousai.actions.kinds import basic, http
 
-__all__ = ["basic"]
+__all__ = ["basic", "http"]
