@@ -27,7 +27,7 @@ from virtuousai.actions.context import ActionContext
 Risk = Literal["read", "write"]
 
 # Every module that declares kinds. Importing it registers them on the module-level catalog below.
-KIND_MODULES: tuple[str, ...] = ("virtuousai.actions.kinds",)
+KIND_MODULES: tuple[str, ...] = ("virtuousai.actions.kinds", "virtuousai.data.kinds")
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,12 @@ def default_registry() -> KindRegistry:
     for module in KIND_MODULES:
         importlib.import_module(module)
     return _DECLARED
+
+
+def load_registry(extra_modules: Iterable[str] = ()) -> KindRegistry:
+    """The default registry plus the kinds declared in ``extra_modules`` (the ``kind_modules`` setting: plugins,
+    and tests that register kinds inside worker subprocesses)."""
+    registry = default_registry()
+    for module in extra_modules:
+        importlib.import_module(module)
+    return registry

@@ -1,0 +1,115 @@
+"""API shapes for actions and action runs (separate from the tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from virtuousai.actions.tables import RunOrigin
+from virtuousai.runtime.states import RunStatus
+
+
+class ActionRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(min_length=1, max_length=100, description="An action kind's slug (see GET /actions).")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="Validated against the kind's input schema.")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Same key and same inputs return the same run; same key with other inputs is a 409.",
+    )
+    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first.")
+    timeout_s: float | None = Field(default=None, gt=0, le=7 * 86_400, description="Default: the kind's.")
+    max_attempts: int | None = Field(default=None, ge=1, le=100, description="Default: the kind's retry policy.")
+
+
+class RunError(BaseModel):
+    type: str
+    message: str
+
+
+class ActionRunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    kind: str
+    status: RunStatus
+    inputs: dict[str, Any]
+    inputs_hash: str = Field(description="sha256 of the canonical JSON of `inputs`; approvals are bound to it.")
+    output: dict[str, Any] | None
+    error: RunError | None
+    idempotency_key: str | None
+    priority: int
+    timeout_s: float
+    max_attempts: int
+    attempt: int
+    origin: RunOrigin
+    automation_run_id: str | None
+    step_key: str | None
+    agent_run_id: str | None
+    turn_id: str | None
+    message_id: str | None
+    trigger_id: str | None
+    created_at: datetime
+    available_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    requires_approval: bool
+    approved_by: str | None
+    approved_at: datetime | None
+    rejected_by: str | None
+    rejected_at: datetime | None
+
+
+class ApprovalDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs_hash: str = Field(
+        min_length=64, max_length=64, description="The `inputs_hash` of the run as the approver saw it."
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class RunEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    seq: int
+    kind: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class RetryPolicyPublic(BaseModel):
+    max_attempts: int
+    backoff_s: float
+    backoff_max_s: float
+    jitter: float
+
+
+class ActionKindPublic(BaseModel):
+    slug: str
+    description: str
+    risk: Literal["read", "write"]
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    default_timeout_s: float
+    retry: RetryPolicyPublic
+
+
+class KindApprovalPublic(BaseModel):
+    kind: str
+    risk: Literal["read", "write"]
+    requires_approval: bool
+    source: Literal["default", "organization"] = Field(
+        description="`default`: write kinds need approval, read kinds do not; `organization`: set by an admin."
+    )
+
+
+class ApprovalPolicyPublic(BaseModel):
+    kinds: list[KindApprovalPublic]
+
+
+class KindApprovalUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    requires_approval: bool | None = Field(description="null resets the kind to the default.")

@@ -1,0 +1,49 @@
+"""``vai worker``: a process that only executes action runs (scale out by starting more, on PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated
+
+import typer
+
+from virtuousai.automations.background import AutomationServices
+from virtuousai.config import Settings
+from virtuousai.logging import configure_logging
+from virtuousai.runtime.supervisor import Runtime
+from virtuousai.store.engine import make_engine, make_sessionmaker
+
+
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", "-c", min=1, help="Runs executed at once (default VAI_WORKER_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Claim and execute action runs until SIGTERM or SIGINT, then drain: stop claiming, let in-flight runs finish
+    (up to VAI_DRAIN_TIMEOUT_S) and release the rest to other workers."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(_run(settings, concurrency))
+
+
+async def _run(settings: Settings, concurrency: int | None) -> None:
+    engine = make_engine(settings.resolved_database_url)
+    runtime = Runtime(engine, make_sessionmaker(engine), settings, workers=1, concurrency=concurrency)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.request_stop)
+    automation_services = AutomationServices(runtime)  # automation engine hook, sweep and cron, next to the worker
+    try:
+        await runtime.start()
+        await automation_services.start()
+        names = ", ".join(w.name for w in runtime.workers)
+        # Tests and supervisors wait for this line before they count on the worker.
+        typer.echo(f"worker ready: {names} (concurrency {runtime.workers[0].concurrency})")
+        await runtime.wait_stopped()
+    finally:
+        await automation_services.stop()
+        await runtime.stop()
+        await engine.dispose()
+    typer.echo("worker stopped")

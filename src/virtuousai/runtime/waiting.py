@@ -1,0 +1,44 @@
+"""Waiting for a run to finish: woken by ``finished`` wake-ups, with a poll as fallback (a wake-up is a hint)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from virtuousai.runtime.states import RunStatus
+from virtuousai.store.drivers import Wakeup, WakeupHub
+
+
+async def wait_until_terminal(
+    read_status: Callable[[], Awaitable[RunStatus | None]],
+    *,
+    hub: WakeupHub,
+    run_id: str,
+    timeout_s: float,
+    poll_interval_s: float = 0.5,
+) -> RunStatus | None:
+    """Return the run's status once terminal, or its latest status when ``timeout_s`` runs out (None: gone).
+
+    ``read_status`` must not hold a transaction open between calls (on SQLite that would block every writer).
+    """
+    changed = asyncio.Event()
+
+    def on_wakeup(wakeup: Wakeup) -> None:
+        if wakeup.topic == "finished" and wakeup.run_id == run_id:
+            changed.set()
+
+    unsubscribe = hub.subscribe(on_wakeup)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    try:
+        while True:
+            changed.clear()
+            status = await read_status()
+            remaining = deadline - loop.time()
+            if status is None or status.is_terminal or remaining <= 0:
+                return status
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, poll_interval_s))
+    finally:
+        unsubscribe()

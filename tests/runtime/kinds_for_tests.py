@@ -1,0 +1,60 @@
+"""Action kinds that exist only for tests. Listed in the ``kind_modules`` setting, so in-process workers and
+worker subprocesses alike register them."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel, Field
+
+from virtuousai.actions.context import ActionContext
+from virtuousai.actions.registry import RetryPolicy, action_kind
+
+
+class StuckInput(BaseModel):
+    seconds: float = Field(default=3.0, ge=0, le=30)
+
+
+class StuckOutput(BaseModel):
+    slept_s: float
+
+
+@action_kind(
+    "test_stuck",
+    risk="read",
+    description="Test only: a sync kind that ignores cancellation (it never looks at ctx.cancel).",
+    timeout_s=60,
+    retry=RetryPolicy(max_attempts=1),
+)
+def stuck(ctx: ActionContext, inputs: StuckInput) -> StuckOutput:
+    time.sleep(inputs.seconds)
+    return StuckOutput(slept_s=inputs.seconds)
+
+
+class ProgressInput(BaseModel):
+    steps: int = Field(default=3, ge=0, le=100)
+
+
+class ProgressOutput(BaseModel):
+    steps: int
+
+
+@action_kind("test_progress", risk="read", description="Test only: emits one progress event per step.")
+async def progress(ctx: ActionContext, inputs: ProgressInput) -> ProgressOutput:
+    for step in range(1, inputs.steps + 1):
+        await ctx.emit("progress", {"step": step, "of": inputs.steps})
+    return ProgressOutput(steps=inputs.steps)
+
+
+class WriteInput(BaseModel):
+    value: str = Field(max_length=200)
+
+
+class WriteOutput(BaseModel):
+    written: str
+    idempotency_key: str
+
+
+@action_kind("test_write", risk="write", description="Test only: a write-risk kind (approval gates).", timeout_s=30)
+async def write(ctx: ActionContext, inputs: WriteInput) -> WriteOutput:
+    return WriteOutput(written=inputs.value, idempotency_key=ctx.idempotency_key)
