@@ -1,0 +1,1 @@
+"""Connections: credentials to external systems, with secrets envelope-encrypted, and the one resolver."""
