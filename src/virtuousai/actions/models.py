@@ -52,6 +52,9 @@ class ActionRunPublic(BaseModel):
     turn_id: str | None
     message_id: str | None
     trigger_id: str | None
+    template_snapshot: dict[str, Any] | None = Field(
+        default=None, description="For runs made from a template: the exact body, parameters and version used."
+    )
     created_at: datetime
     available_at: datetime
     started_at: datetime | None

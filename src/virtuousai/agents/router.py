@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
+# Mounting this router registers the check that keeps connections named by an agent from being deleted.
+import virtuousai.agents.references  # noqa: F401
 from virtuousai.agents.models import (
     AgentSpecPublic,
     AgentSpecStatsPublic,
