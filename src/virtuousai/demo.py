@@ -1,6 +1,7 @@
-"""The demo organization that ``make run`` (``vai serve --demo``) creates on first start.
+"""The demo organization that ``make run`` (``vai serve --demo``) creates on first start, and its content.
 
-Later primitives add their demo content (connections, automations, agents) in ``seed_demo_content``.
+Content is added by ``seed_demo_content`` on every start, idempotently, so a demo organization made by an older
+version gains what newer versions add.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from virtuousai.config import Settings
 from virtuousai.orgs.repository import AccessLookup
 from virtuousai.orgs.service import create_organization
+from virtuousai.store.tenant import TenantContext
 
 DEMO_ORG_NAME = "Demo organization"
 DEMO_OWNER_EMAIL = "demo@virtuousai.local"
@@ -32,8 +34,11 @@ async def ensure_demo_organization(sessions: async_sessionmaker[AsyncSession], s
     async with sessions() as session:
         existing = await AccessLookup(session).organization_by_name(DEMO_ORG_NAME)
         if existing is not None:
+            await seed_demo_content(session, TenantContext(tenant_id=existing.id), settings)
             return DemoOrganization(org_id=existing.id, api_key=None, key_file=key_file, created=False)
         created = await create_organization(session, DEMO_ORG_NAME, DEMO_OWNER_EMAIL, owner_name="Demo Owner")
+        tenant = TenantContext(tenant_id=created.organization.id, user_id=created.owner.id, role="owner")
+        await seed_demo_content(session, tenant, settings)
     # A local convenience for the embedded demo only: the key is printed once and kept next to the SQLite file
     # with the same protection as the master key, so a second `make run` can point at it.
     key_file.parent.mkdir(parents=True, exist_ok=True)
@@ -43,3 +48,10 @@ async def ensure_demo_organization(sessions: async_sessionmaker[AsyncSession], s
     return DemoOrganization(
         org_id=created.organization.id, api_key=created.key.plaintext, key_file=key_file, created=True
     )
+
+
+async def seed_demo_content(session: AsyncSession, tenant: TenantContext, settings: Settings) -> None:
+    """The demo's agents (examples/agents). Each loader skips what already exists."""
+    from virtuousai.agents.examples import load_example_agents
+
+    await load_example_agents(session, tenant)
