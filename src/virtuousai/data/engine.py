@@ -1,0 +1,273 @@
+"""The locked DuckDB executor: the second wall behind the guard.
+
+Each organization gets an in-memory DuckDB whose catalogs ``bronze``, ``silver`` and ``gold`` hold one view per
+published table (``bronze.shop.orders`` → ``read_parquet`` over that version's files). The views are created first;
+then the instance is locked for good:
+
+- ``allowed_paths`` = exactly the parquet files of the current versions (files, not folders, so nothing can be
+  created anywhere: not even a ``COPY … TO`` inside the organization's own lake folder);
+- ``enable_external_access = false`` (no other file, no network, no extension install or load, no ATTACH of files);
+- ``lock_configuration = true`` (no ``SET`` can undo the above), with thread and memory limits;
+- no temp directory (DuckDB would add it to the allowed directories; queries stay within the memory limit).
+
+Starting a DuckDB instance costs ~12 ms, so one locked instance per organization is kept and each query runs on
+its own cursor; it is rebuilt when any of the organization's manifests changes (a new version was published) and
+dropped after a catalog error (so a guard bypass that detached a catalog can at most break that organization's own
+next query). Every query runs under a row cap (the SQL is wrapped in ``LIMIT cap + 1``) and a timer that
+interrupts the cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from virtuousai.config import Settings
+from virtuousai.data.guard import GuardedQuery, UnknownTable, guard_sql
+from virtuousai.data.lake import LAYERS, Manifest, TableRef, TenantLake, sql_string
+from virtuousai.errors import ValidationFailed
+
+
+class QueryTimedOut(ValidationFailed):
+    type_slug = "query-timeout"
+    title = "Query timed out"
+
+
+class QueryFailed(ValidationFailed):
+    """DuckDB refused or failed the (already guarded) query: a missing column, a bad cast, a permission error."""
+
+    type_slug = "query-failed"
+    title = "Query failed"
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    row_cap: int = 10_000
+    timeout_s: float = 30.0
+    threads: int = 2
+    memory_limit: str = "1GB"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueryLimits:
+        return cls(
+            row_cap=settings.query_row_cap,
+            timeout_s=settings.query_timeout_s,
+            threads=settings.query_threads,
+            memory_limit=settings.query_memory_limit,
+        )
+
+
+@dataclass(frozen=True)
+class ResultColumn:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: tuple[ResultColumn, ...]
+    rows: list[list[Any]]
+    truncated: bool
+    elapsed_ms: float
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _view_body(lake: TenantLake, manifest: Manifest) -> str:
+    files = lake.absolute_files(manifest)
+    if not files:  # a table published empty: keep its columns, return no rows
+        columns = ", ".join(f"CAST(NULL AS {c.type}) AS {_quote_ident(c.name)}" for c in manifest.columns)
+        return f"SELECT {columns or 'NULL AS empty'} WHERE false"
+    listing = ", ".join(sql_string(str(f)) for f in files)
+    return f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+
+
+def open_locked_connection(
+    lake: TenantLake, manifests: Sequence[Manifest], limits: QueryLimits
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB that can read exactly these tables' current files and nothing else, configuration locked."""
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "threads": limits.threads,
+            "memory_limit": limits.memory_limit,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_unsigned_extensions": False,
+            "allow_persistent_secrets": False,
+            # No spilling: DuckDB adds its temp directory to the allowed directories, which would let COPY write
+            # there. Queries stay within memory_limit instead.
+            "temp_directory": "",
+        },
+    )
+    try:
+        for layer in LAYERS:
+            con.execute(f"ATTACH ':memory:' AS {layer}")
+        schemas: set[tuple[str, str]] = set()
+        allowed: list[str] = []
+        for manifest in manifests:
+            ref = manifest.ref
+            if (ref.layer, ref.dataset) not in schemas:
+                con.execute(f"CREATE SCHEMA {ref.layer}.{ref.dataset}")
+                schemas.add((ref.layer, ref.dataset))
+            con.execute(f"CREATE VIEW {ref} AS {_view_body(lake, manifest)}")
+            allowed.extend(str(f) for f in lake.absolute_files(manifest))
+        con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in allowed)}]")
+        con.execute("SET allowed_directories = []")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def to_json_value(value: Any) -> Any:
+    """A DuckDB value as JSON: dates ISO 8601, decimals as numbers, bytes base64, NaN/±inf as null."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    if isinstance(value, datetime | date | time_of_day):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v) for v in value]
+    return str(value)
+
+
+@dataclass
+class _Instance:
+    fingerprint: tuple[tuple[str, int, int], ...]
+    connection: duckdb.DuckDBPyConnection
+    tables: frozenset[TableRef]
+
+
+class LakeQueryEngine:
+    """Runs guarded SQL over one organization's lake at a time. Thread-safe; calls block (use a thread)."""
+
+    def __init__(self, lake_dir: Path, limits: QueryLimits, *, max_instances: int = 16) -> None:
+        self.lake_dir = lake_dir
+        self.limits = limits
+        self._max_instances = max_instances
+        self._instances: OrderedDict[str, _Instance] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def lake(self, tenant_id: str) -> TenantLake:
+        return TenantLake(self.lake_dir, tenant_id)
+
+    def query(self, tenant_id: str, sql: str, *, limit: int | None = None) -> QueryResult:
+        """Guard, then run ``sql``; at most ``min(limit, row_cap)`` rows, ``truncated`` if there were more."""
+        return self.run(tenant_id, guard_sql(sql), limit=limit)
+
+    def run(self, tenant_id: str, guarded: GuardedQuery, *, limit: int | None = None) -> QueryResult:
+        row_limit = min(limit or self.limits.row_cap, self.limits.row_cap)
+        started = time.perf_counter()
+        with self._cursor(tenant_id, guarded) as cursor:
+            cursor.execute(guarded.limited_sql(row_limit + 1))
+            description = cursor.description or []
+            fetched = cursor.fetchall()
+        columns = tuple(ResultColumn(str(d[0]), str(d[1])) for d in description)
+        rows = [[to_json_value(v) for v in row] for row in fetched[:row_limit]]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return QueryResult(columns, rows, truncated=len(fetched) > row_limit, elapsed_ms=round(elapsed_ms, 3))
+
+    @contextmanager
+    def record_batches(
+        self, tenant_id: str, guarded: GuardedQuery, *, max_rows: int, timeout_s: float | None = None
+    ) -> Iterator[pa.RecordBatchReader]:
+        """Stream a guarded query's result as Arrow batches (for transforms); at most ``max_rows + 1`` rows."""
+        with self._cursor(tenant_id, guarded, timeout_s=timeout_s) as cursor:
+            yield cursor.sql(guarded.limited_sql(max_rows + 1)).to_arrow_reader(100_000)
+
+    def locked_connection(self, tenant_id: str) -> duckdb.DuckDBPyConnection:
+        """A fresh locked instance over the organization's current tables (tests drive it directly)."""
+        lake = self.lake(tenant_id)
+        return open_locked_connection(lake, lake.manifests(), self.limits)
+
+    def close(self) -> None:
+        with self._lock:
+            for instance in self._instances.values():
+                instance.connection.close()
+            self._instances.clear()
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _instance(self, tenant_id: str) -> _Instance:
+        lake = self.lake(tenant_id)
+        fingerprint = lake.fingerprint()
+        with self._lock:
+            current = self._instances.get(tenant_id)
+            if current is not None and current.fingerprint == fingerprint:
+                self._instances.move_to_end(tenant_id)
+                return current
+        manifests = lake.manifests()
+        connection = open_locked_connection(lake, manifests, self.limits)
+        instance = _Instance(fingerprint, connection, frozenset(m.ref for m in manifests))
+        with self._lock:
+            self._instances[tenant_id] = instance
+            self._instances.move_to_end(tenant_id)
+            while len(self._instances) > self._max_instances:
+                # Not closed here: a query may still be running on it; it closes when the last cursor goes.
+                self._instances.popitem(last=False)
+        return instance
+
+    def _evict(self, tenant_id: str, instance: _Instance) -> None:
+        with self._lock:
+            if self._instances.get(tenant_id) is instance:
+                del self._instances[tenant_id]
+
+    @contextmanager
+    def _cursor(
+        self, tenant_id: str, guarded: GuardedQuery, *, timeout_s: float | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        instance = self._instance(tenant_id)
+        for ref in sorted(guarded.tables):
+            if ref not in instance.tables:
+                raise UnknownTable.at(list(guarded.loc), f"unknown table {str(ref)!r}", type="unknown_table")
+        with self._lock:
+            cursor = instance.connection.cursor()
+        timer = threading.Timer(timeout_s or self.limits.timeout_s, cursor.interrupt)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield cursor
+        except duckdb.InterruptException:
+            raise QueryTimedOut.at(
+                list(guarded.loc), f"the query ran longer than {timeout_s or self.limits.timeout_s:g} s and was stopped"
+            ) from None
+        except duckdb.Error as exc:
+            if isinstance(exc, duckdb.CatalogException):
+                self._evict(tenant_id, instance)
+            message = str(exc).replace(str(self.lake(tenant_id).root), "<lake>")
+            raise QueryFailed.at(list(guarded.loc), message.splitlines()[0][:2000]) from None
+        finally:
+            timer.cancel()
+            cursor.close()
