@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.config import Settings
@@ -42,7 +43,18 @@ async def get_session(sessions: SessionmakerDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def get_principal(request: Request, sessions: SessionmakerDep) -> Principal:
+# Declares the scheme in /openapi.json (so /docs offers "Authorize" and clients see how to authenticate). It never
+# refuses anything itself (auto_error=False): `authenticate` reads the header and names every 401 case.
+bearer_scheme = HTTPBearer(
+    scheme_name="ApiKey", bearerFormat="vai_<prefix>_<secret>", description="An API key.", auto_error=False
+)
+
+
+async def get_principal(
+    request: Request,
+    sessions: SessionmakerDep,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+) -> Principal:
     # Its own short transaction, so the occasional last_used_at write commits even on read-only requests.
     async with sessions() as session:
         principal = await authenticate(session, request.headers.get("authorization"))

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from virtuousai.api.problems import problem_doc
 from virtuousai.errors import ServiceUnavailable
 from virtuousai.store import migrate
 
@@ -22,7 +23,11 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"description": "Not ready"}})
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: problem_doc("Not ready: the database is unreachable or its schema is not current")},
+)
 async def readyz(request: Request) -> Health:
     """The database answers and its schema is at the newest migration."""
     engine = request.app.state.engine

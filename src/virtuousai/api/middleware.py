@@ -11,6 +11,7 @@ from virtuousai.ids import new_id
 from virtuousai.logging import request_id_var
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_STATE_KEY = "request_id"
 
 
 class RequestIdMiddleware:
@@ -23,6 +24,9 @@ class RequestIdMiddleware:
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else new_id("req")
+        # Also kept on the request: an unhandled error is answered by Starlette's ServerErrorMiddleware, which
+        # sits outside this middleware, after the context variable has been reset (see problems._unhandled).
+        scope.setdefault("state", {})[REQUEST_ID_STATE_KEY] = request_id
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from virtuousai.api.middleware import REQUEST_ID_STATE_KEY
 from virtuousai.errors import VaiError
 from virtuousai.logging import request_id_var
 
@@ -24,6 +25,7 @@ class FieldErrorModel(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
+    line: int | None = Field(default=None, description="1-based source line, for documents such as agent specs.")
 
 
 class Problem(BaseModel):
@@ -63,9 +65,20 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+def problem_doc(description: str) -> dict[str, Any]:
+    """The OpenAPI entry of an error answer. ``model`` registers the Problem schema (FastAPI then also lists it
+    under application/json); the explicit content puts that schema under the media type we actually send, so
+    clients and schemathesis validate error bodies against it."""
+    return {
+        "model": Problem,
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
 # Documented on every /api/v1 route so clients and schemathesis know every error shape.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    status: problem_doc(description)
     for status, description in {
         400: "Malformed request (bad JSON, bad cursor)",
         401: "Missing, malformed, unknown, revoked or expired API key",
@@ -126,14 +139,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem_response(
-        request,
-        500,
-        "internal-error",
-        "Internal error",
-        "an unexpected error occurred; the request id identifies it in the logs",
-    )
+    # Starlette runs this handler outside every middleware, so the request id middleware has already reset its
+    # context variable and will not add its header: restore both from the request so the 500, its body and its
+    # log line still carry the id.
+    request_id = getattr(request.state, REQUEST_ID_STATE_KEY, None)
+    token = request_id_var.set(request_id)
+    try:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            request,
+            500,
+            "internal-error",
+            "Internal error",
+            "an unexpected error occurred; the request id identifies it in the logs",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )
+    finally:
+        request_id_var.reset(token)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

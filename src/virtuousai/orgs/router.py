@@ -39,7 +39,7 @@ async def list_api_keys(principal: AdminDep, session: SessionDep, page: PageDep)
 async def create_api_key(body: ApiKeyCreate, principal: AdminDep, session: SessionDep) -> ApiKeyCreated:
     """A new key for the caller. The response carries the key once; it cannot be read again."""
     issued = await ApiKeyService(session, principal.tenant).create_for_user(
-        principal.user.id, name=body.name, role=body.role, expires_at=body.expires_at
+        principal.user.id, name=body.name, role=body.role, expires_at=body.expires_at, acting_role=principal.role
     )
     return ApiKeyCreated(**ApiKeyPublic.model_validate(issued.api_key).model_dump(), key=issued.plaintext)
 

@@ -148,16 +148,27 @@ class ApiKeyService:
         self.memberships = MembershipRepository(session, tenant)
 
     async def create_for_user(
-        self, user_id: str, *, name: str = "", role: Role | None = None, expires_at: datetime | None = None
+        self,
+        user_id: str,
+        *,
+        name: str = "",
+        role: Role | None = None,
+        expires_at: datetime | None = None,
+        acting_role: Role | None = None,
     ) -> IssuedKey:
+        """``acting_role`` is the effective role of the key making this request (None for the CLI, which acts
+        as the machine's administrator): a new key never exceeds it, or an admin-limited key could mint an
+        owner key for its owner."""
         membership = await self.memberships.get_by_user(user_id)
         if membership is None:
             raise NotFound("no membership for that user in this organization")
-        ceiling = role or membership.role
-        if not membership.role.at_least(ceiling):
-            raise ValidationFailed.at(
-                ["body", "role"], f"a key cannot exceed its owner's role ({membership.role.value})"
-            )
+        limit = membership.role if acting_role is None else min(membership.role, acting_role, key=lambda r: r.rank)
+        ceiling = role or limit
+        if not limit.at_least(ceiling):
+            raise ValidationFailed.at(["body", "role"], f"a key cannot exceed the role that creates it ({limit.value})")
+        if expires_at is not None and expires_at.tzinfo is None:
+            # Checked before comparing with the clock: comparing naive with aware raises TypeError (a 500).
+            raise ValidationFailed.at(["body", "expires_at"], "must carry a timezone (e.g. 2030-01-01T00:00:00Z)")
         if expires_at is not None and expires_at <= utcnow():
             raise ValidationFailed.at(["body", "expires_at"], "must be in the future")
         issued = _issue_key(membership, name=name, role=ceiling, expires_at=expires_at)
