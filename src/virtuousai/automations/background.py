@@ -1,0 +1,50 @@
+"""What automations run inside a process that executes ActionRuns: the engine's ``on_run_finished`` hook, a slow
+sweep (at startup, then on a timer) and the cron scheduler. Started next to the runtime's workers by the app's
+lifespan and by ``vai worker``; a process without workers starts nothing (it executes nothing either)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from virtuousai.automations.engine import AutomationEngine
+from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
+from virtuousai.runtime.supervisor import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class AutomationServices:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.engine = AutomationEngine(runtime.sessions, runtime.registry)
+        config = SchedulerConfig(interval_s=runtime.settings.cron_interval_s)
+        self.scheduler = CronScheduler(runtime.sessions, self.engine, config)
+        self.sweep_interval_s = runtime.settings.automation_sweep_interval_s
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if not self.runtime.workers:
+            return
+        self.runtime.on_run_finished.append(self.engine.on_action_run_finished)
+        self._tasks = [
+            asyncio.create_task(self._sweep_loop(), name="automations:sweep"),
+            asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(ValueError):
+            self.runtime.on_run_finished.remove(self.engine.on_action_run_finished)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _sweep_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.engine.sweep()
+            except Exception:
+                log.exception("automation sweep failed; trying again next interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.sweep_interval_s)

@@ -1,0 +1,383 @@
+"""``AutomationEngine``: moves automation runs forward. Steps become ActionRuns as soon as their dependencies allow.
+
+The engine is driven by events, not by a loop per step: ``advance(run)`` is called when a run is created, when one
+of its ActionRuns finishes (the runtime's ``on_run_finished`` hook), on cancel, and by a slow sweep at startup and
+on a timer (wake-ups are hints; the sweep makes a lost one cost a delay, never a stuck run).
+
+One ``advance`` is one transaction that holds the automation run's row lock (``FOR UPDATE`` on PostgreSQL; SQLite
+has one writer at a time), reads every step and every ActionRun of the run, and writes what follows: SKIPPED steps,
+new ActionRuns, finished steps, the run's own end. Each ActionRun carries the idempotency key
+``<automation_run_id>:<step_key>:<item index>`` (unique per organization), so a step is created once even if two
+processes evaluate the same run at the same moment; and because the ActionRuns are created in the same transaction
+as the step's state, a crash loses nothing: whatever committed is found again by the next ``advance``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from virtuousai.actions.registry import KindRegistry, default_registry
+from virtuousai.actions.service import ActionRunService
+from virtuousai.actions.tables import ActionRun, RunOrigin
+from virtuousai.automations.expressions import ExpressionError, evaluate_condition, evaluate_template, render_value
+from virtuousai.automations.graph import StepGraph, build_graph
+from virtuousai.automations.repository import AutomationRunRepository, EngineLookup
+from virtuousai.automations.spec import AutomationSpec, CronTrigger, Step, cron_trigger_key
+from virtuousai.automations.states import AutomationRunStatus, StepStatus, check_run_transition, check_step_transition
+from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationStepRun, AutomationVersion
+from virtuousai.errors import Conflict, NotFound, ValidationFailed
+from virtuousai.ids import new_id
+from virtuousai.runtime.states import RunStatus
+from virtuousai.store.engine import transaction
+from virtuousai.store.tenant import TenantContext
+from virtuousai.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+ACTIVE_ACTION_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL})
+
+
+def idempotency_key(automation_run_id: str, step_key: str, index: int) -> str:
+    return f"{automation_run_id}:{step_key}:{index}"
+
+
+def item_index(key: str | None) -> int:
+    return int((key or "").rsplit(":", 1)[-1])
+
+
+# -- the state machines, applied in one place each -------------------------------------------------------------
+
+
+def append_run_event(session: AsyncSession, run: AutomationRun, kind: str, data: dict[str, Any]) -> None:
+    """Number and stage an event; the caller holds the run's lock, so the counter cannot race."""
+    run.last_event_seq += 1
+    session.add(
+        AutomationRunEvent(
+            id=new_id("aevt"),
+            tenant_id=run.tenant_id,
+            automation_run_id=run.id,
+            seq=run.last_event_seq,
+            kind=kind,
+            data=data,
+            created_at=utcnow(),
+        )
+    )
+
+
+def move_run(session: AsyncSession, run: AutomationRun, to: AutomationRunStatus, **values: Any) -> None:
+    check_run_transition(run.status, to)
+    now = utcnow()
+    append_run_event(session, run, "run", {"from": run.status.value, "to": to.value, **_public(values)})
+    run.status, run.updated_at = to, now
+    if to is AutomationRunStatus.RUNNING:
+        run.started_at = now
+    if to.is_terminal:
+        run.finished_at = now
+    for name, value in values.items():
+        setattr(run, name, value)
+
+
+def move_step(
+    session: AsyncSession, run: AutomationRun, step: AutomationStepRun, to: StepStatus, **values: Any
+) -> None:
+    check_step_transition(step.status, to)
+    now = utcnow()
+    data = {"step": step.step_key, "from": step.status.value, "to": to.value, **_public(values)}
+    append_run_event(session, run, "step", data)
+    step.status = to
+    if to is StepStatus.RUNNING:
+        step.started_at = now
+    if to.is_terminal:
+        step.finished_at = now
+        step.started_at = step.started_at or now
+    for name, value in values.items():
+        setattr(step, name, value)
+
+
+def end_open_steps(
+    session: AsyncSession,
+    run: AutomationRun,
+    steps: dict[str, AutomationStepRun],
+    action_runs: dict[str, list[ActionRun]],
+    reason: str,
+) -> list[str]:
+    """CANCEL every unfinished step; returns the ActionRuns still going, to be asked to stop after the commit."""
+    to_cancel: list[str] = []
+    for row in steps.values():
+        if row.status.is_terminal:
+            continue
+        to_cancel += [ar.id for ar in action_runs.get(row.step_key, []) if ar.status in ACTIVE_ACTION_STATUSES]
+        move_step(session, run, row, StepStatus.CANCELLED, reason=reason)
+    return to_cancel
+
+
+def _public(values: dict[str, Any]) -> dict[str, Any]:
+    # Events carry the why (error, reason), not the outputs, which can be large; GET the run for those.
+    return {k: v for k, v in values.items() if k in ("error", "reason", "item_count")}
+
+
+# -- one pass ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pass:
+    """What one ``advance`` reads and decides."""
+
+    session: AsyncSession
+    run: AutomationRun
+    spec: AutomationSpec
+    graph: StepGraph
+    steps: dict[str, AutomationStepRun]
+    action_runs: dict[str, list[ActionRun]]
+    to_cancel: list[str] = field(default_factory=list)
+
+    def scope(self, **extra: Any) -> dict[str, Any]:
+        steps = {key: {"status": row.status.value, "output": row.output} for key, row in self.steps.items()}
+        started = self.run.started_at or self.run.created_at
+        run = {"id": self.run.id, "started_at": started.isoformat(), "trigger": self.run.trigger}
+        return {"params": self.run.params, "steps": steps, "run": run, **extra}
+
+
+class AutomationEngine:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], registry: KindRegistry | None = None) -> None:
+        self.sessions = sessions
+        self.registry = registry or default_registry()
+
+    async def advance(self, tenant_id: str, run_id: str) -> AutomationRunStatus | None:
+        """Evaluate the run once and act on everything that is ready; returns its status after the pass."""
+        tenant = TenantContext(tenant_id=tenant_id)
+        finished_now = False
+        async with transaction(self.sessions) as session:
+            runs = AutomationRunRepository(session, tenant)
+            run = await runs.lock(run_id)
+            if run is None or run.status.is_terminal:
+                return None if run is None else run.status
+            version = await session.get(AutomationVersion, run.version_id)
+            assert version is not None
+            spec = AutomationSpec.model_validate(version.spec)
+            if run.status is AutomationRunStatus.PENDING:
+                if await self._queued_behind_another(runs, run, spec):
+                    return run.status
+                move_run(session, run, AutomationRunStatus.RUNNING)
+            state = Pass(
+                session=session,
+                run=run,
+                spec=spec,
+                graph=build_graph(spec),
+                steps={row.step_key: row for row in await runs.steps(run.id)},
+                action_runs=await runs.action_runs_by_step(run.id),
+            )
+            await self._evaluate(state, tenant)
+            finished_now = run.status.is_terminal
+            status = run.status
+            to_cancel, automation_id = list(state.to_cancel), run.automation_id
+        await self.cancel_action_runs(tenant, to_cancel)
+        if finished_now:
+            await self._start_queued(tenant, automation_id)
+        return status
+
+    async def _evaluate(self, state: Pass, tenant: TenantContext) -> None:
+        fatal: str | None = None
+        for key in state.graph.order:
+            row, step = state.steps[key], state.spec.step(key)
+            if row.status is StepStatus.RUNNING:
+                await self._collect(state, tenant, row, step)
+            elif row.status is StepStatus.PENDING:
+                dependencies = [state.steps[d] for d in state.graph.dependencies[key]]
+                if not all(d.status.is_terminal for d in dependencies):
+                    continue
+                blocking = [d for d in dependencies if d.status is not StepStatus.COMPLETED]
+                if step.trigger == "all_success" and blocking:
+                    reason = f"dependency {blocking[0].step_key!r} is {blocking[0].status.value}"
+                    move_step(state.session, state.run, row, StepStatus.SKIPPED, reason=reason)
+                else:
+                    await self._launch(state, tenant, row, step)
+            if row.status is StepStatus.FAILED and step.on_failure == "fail_run":
+                fatal = key
+                break
+        if fatal is not None:
+            self._fail_run(state, fatal)
+        elif all(row.status.is_terminal for row in state.steps.values()):
+            move_run(state.session, state.run, AutomationRunStatus.COMPLETED)
+
+    def _fail_run(self, state: Pass, failed_step: str) -> None:
+        error = state.steps[failed_step].error or {}
+        reason = f"the run failed at step {failed_step!r}"
+        state.to_cancel += end_open_steps(state.session, state.run, state.steps, state.action_runs, reason)
+        run_error = {"type": "StepFailed", "step": failed_step, "message": f"step {failed_step!r} failed: "}
+        run_error["message"] += str(error.get("message", error.get("type", "")))
+        move_run(state.session, state.run, AutomationRunStatus.FAILED, error=run_error)
+
+    # -- starting a step -----------------------------------------------------------------------------------------
+
+    async def _launch(self, state: Pass, tenant: TenantContext, row: AutomationStepRun, step: Step) -> None:
+        scope = state.scope()
+        try:
+            if step.when is not None and not evaluate_condition(step.when, scope):
+                move_step(state.session, state.run, row, StepStatus.SKIPPED, reason="`when` is false")
+                return
+            items = self._items(step, scope)
+        except ExpressionError as exc:
+            error = {"type": "ExpressionError", "message": str(exc)}
+            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
+            return
+        if items is not None and not items:
+            move_step(state.session, state.run, row, StepStatus.COMPLETED, output=[], item_count=0)
+            return
+        move_step(state.session, state.run, row, StepStatus.RUNNING, item_count=None if items is None else len(items))
+        await self._collect(state, tenant, row, step)
+
+    @staticmethod
+    def _items(step: Step, scope: dict[str, Any]) -> list[Any] | None:
+        if step.for_each is None:
+            return None
+        items = render_value(step.for_each, scope)
+        if not isinstance(items, list):
+            raise ExpressionError(f"for_each must give a list, got {type(items).__name__}")
+        return items
+
+    # -- following a running step ----------------------------------------------------------------------------------
+
+    async def _collect(self, state: Pass, tenant: TenantContext, row: AutomationStepRun, step: Step) -> None:
+        """Finish the step if its ActionRuns are done; else start the items it may start now."""
+        existing = {item_index(ar.idempotency_key): ar for ar in state.action_runs.get(row.step_key, [])}
+        total = 1 if row.item_count is None else row.item_count
+        active = sum(ar.status in ACTIVE_ACTION_STATUSES for ar in existing.values())
+        failed = sorted(i for i, ar in existing.items() if ar.status in (RunStatus.FAILED, RunStatus.CANCELLED))
+        if not failed and len(existing) < total:
+            limit = step.max_parallel or total
+            next_index = len(existing)  # items start in order, so the created ones are 0..n-1
+            launch = range(next_index, min(total, next_index + max(0, limit - active)))
+            items = self._items(step, state.scope()) if row.item_count is not None else None
+            for index in launch:
+                created = await self._create_action_run(state, tenant, row, step, index, items)
+                if created is None:
+                    return  # the step failed (its inputs did not render or validate)
+                existing[index] = created
+                active += 1
+        if active or (not failed and len(existing) < total):
+            return
+        attempts = sum(ar.attempt for ar in existing.values())
+        if failed:
+            first = existing[failed[0]]
+            error = dict(first.error or {"type": first.status.value, "message": f"action run {first.status.value}"})
+            error |= {"action_run_id": first.id}
+            if row.item_count is not None:
+                error |= {"items_failed": failed}
+            move_step(state.session, state.run, row, StepStatus.FAILED, error=error, attempts=attempts)
+            return
+        outputs = [existing[i].output for i in range(total)]
+        output = outputs if row.item_count is not None else outputs[0]
+        move_step(state.session, state.run, row, StepStatus.COMPLETED, output=output, attempts=attempts)
+
+    async def _create_action_run(
+        self,
+        state: Pass,
+        tenant: TenantContext,
+        row: AutomationStepRun,
+        step: Step,
+        index: int,
+        items: list[Any] | None,
+    ) -> ActionRun | None:
+        assert step.action is not None  # template steps are refused at create time while templates are absent
+        extra = {} if items is None else {"item": items[index], "index": index}
+        scope = state.scope(**extra)
+        try:
+            inputs = render_value(step.inputs, scope)
+            if step.connection is not None:
+                inputs["connection"] = evaluate_template(step.connection, scope)
+            created = await ActionRunService(state.session, tenant, self.registry).create(
+                kind=step.action,
+                inputs=inputs,
+                idempotency_key=idempotency_key(state.run.id, row.step_key, index),
+                timeout_s=step.timeout_s,
+                max_attempts=step.retry.max_attempts if step.retry else None,
+                origin=RunOrigin.automation,
+                automation_run_id=state.run.id,
+                step_key=row.step_key,
+                loc_prefix=("steps", row.step_key),
+                commit=False,
+            )
+        except ExpressionError as exc:
+            error = {"type": "ExpressionError", "message": str(exc), "item": index}
+            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
+            return None
+        except (ValidationFailed, Conflict) as exc:
+            error = {"type": "InvalidInputs", "message": exc.detail, "item": index, "errors": list(exc.errors)}
+            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
+            return None
+        state.action_runs.setdefault(row.step_key, []).append(created.run)
+        return created.run
+
+    # -- queueing, cancelling, sweeping ----------------------------------------------------------------------------
+
+    async def _queued_behind_another(
+        self, runs: AutomationRunRepository, run: AutomationRun, spec: AutomationSpec
+    ) -> bool:
+        """A cron run with ``overlap: queue`` waits while an earlier run of the same trigger is still going."""
+        if run.trigger != "cron" or run.trigger_key is None:
+            return False
+        policies = {
+            cron_trigger_key(t, i): t.overlap for i, t in enumerate(spec.triggers) if isinstance(t, CronTrigger)
+        }
+        if policies.get(run.trigger_key) != "queue":
+            return False
+        return await runs.earlier_active(run)
+
+    async def _start_queued(self, tenant: TenantContext, automation_id: str) -> None:
+        async with self.sessions() as session:
+            waiting = await AutomationRunRepository(session, tenant).oldest_pending(automation_id)
+        if waiting is not None:
+            await self.advance(tenant.tenant_id, waiting)
+
+    async def cancel_action_runs(self, tenant: TenantContext, action_run_ids: Sequence[str]) -> None:
+        for action_run_id in action_run_ids:
+            async with self.sessions() as session:
+                try:
+                    await ActionRunService(session, tenant, self.registry).cancel(action_run_id)
+                except (Conflict, NotFound):
+                    continue  # finished meanwhile: nothing to stop
+
+    async def cancel(self, tenant: TenantContext, run_id: str) -> AutomationRun:
+        """CANCELLED at once; open steps are CANCELLED and their ActionRuns asked to stop. Finished runs: 409."""
+        async with transaction(self.sessions) as session:
+            runs = AutomationRunRepository(session, tenant)
+            run = await runs.lock(run_id)
+            if run is None:
+                raise NotFound(f"automation run {run_id} not found")
+            if run.status is AutomationRunStatus.CANCELLED:
+                return run
+            if run.status.is_terminal:
+                raise Conflict(f"automation run {run_id} already finished ({run.status.value})")
+            steps = {row.step_key: row for row in await runs.steps(run.id)}
+            action_runs = await runs.action_runs_by_step(run.id)
+            to_cancel = end_open_steps(session, run, steps, action_runs, "the run was cancelled")
+            error = {"type": "Cancelled", "message": "cancelled on request", "requested_by": tenant.user_id}
+            move_run(session, run, AutomationRunStatus.CANCELLED, error=error, cancel_requested_at=utcnow())
+            automation_id = run.automation_id
+        await self.cancel_action_runs(tenant, to_cancel)
+        await self._start_queued(tenant, automation_id)
+        return run
+
+    async def on_action_run_finished(self, action_run_id: str) -> None:
+        """The runtime's ``on_run_finished`` hook: advance the automation run the ActionRun belongs to."""
+        async with self.sessions() as session:
+            owner = await EngineLookup(session).automation_run_of(action_run_id)
+        if owner is not None:
+            await self.advance(*owner)
+
+    async def sweep(self) -> int:
+        """Advance every unfinished run (startup, and a slow timer): a lost wake-up delays a run, never strands it."""
+        async with self.sessions() as session:
+            unfinished = await EngineLookup(session).unfinished_runs()
+        for tenant_id, run_id in unfinished:
+            try:
+                await self.advance(tenant_id, run_id)
+            except Exception:
+                log.exception("automation run %s: sweep could not advance it", run_id)
+        return len(unfinished)

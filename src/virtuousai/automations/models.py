@@ -1,0 +1,139 @@
+"""API shapes for automations (separate from the tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from virtuousai.automations.engine import item_index
+from virtuousai.automations.runs import RunDetail
+from virtuousai.automations.service import AutomationWithVersion
+from virtuousai.automations.spec import AutomationSpec
+from virtuousai.automations.states import AutomationRunStatus, StepStatus
+from virtuousai.automations.tables import AutomationRun, AutomationVersion
+
+
+class AutomationPublic(BaseModel):
+    id: str
+    slug: str
+    name: str
+    description: str
+    version: int = Field(description="The current version; runs started now execute it.")
+    version_id: str
+    content_hash: str
+    spec: AutomationSpec
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, found: AutomationWithVersion) -> AutomationPublic:
+        automation, version = found.automation, found.version
+        return cls(
+            id=automation.id,
+            slug=automation.slug,
+            name=automation.name,
+            description=automation.description,
+            version=version.version,
+            version_id=version.id,
+            content_hash=version.content_hash,
+            spec=AutomationSpec.model_validate(version.spec),
+            created_at=automation.created_at,
+            updated_at=automation.updated_at,
+        )
+
+
+class AutomationVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    automation_id: str
+    version: int
+    content_hash: str
+    spec: AutomationSpec
+    created_by: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, version: AutomationVersion) -> AutomationVersionPublic:
+        return cls.model_validate(version)
+
+
+class AutomationRunCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any] = Field(default_factory=dict, description="Checked against the `parameters` schema.")
+
+
+class StepRunPublic(BaseModel):
+    key: str
+    status: StepStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, description="Why the step was SKIPPED or CANCELLED.")
+    attempts: int = Field(description="ActionRun attempts used (all items of a for_each).")
+    item_count: int | None = Field(default=None, description="for_each: how many items.")
+    action_run_ids: list[str] = Field(description="The ActionRuns of this step, in item order.")
+    reused_from: str | None = Field(default=None, description="Retry: the run whose output this step reuses.")
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class AutomationRunPublic(BaseModel):
+    id: str
+    automation_id: str
+    version: int
+    version_id: str
+    status: AutomationRunStatus
+    params: dict[str, Any]
+    trigger: str = Field(description="manual, cron or retry.")
+    trigger_key: str | None
+    tick: datetime | None = Field(description="cron: the tick this run was started for.")
+    retry_of: str | None
+    error: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    steps: list[StepRunPublic] | None = Field(default=None, description="Per-step state (on GET of one run).")
+
+    @classmethod
+    def of(cls, run: AutomationRun, detail: RunDetail | None = None) -> AutomationRunPublic:
+        steps = None
+        if detail is not None:
+            steps = [
+                StepRunPublic(
+                    key=row.step_key,
+                    status=row.status,
+                    output=row.output,
+                    error=row.error,
+                    reason=row.reason,
+                    attempts=row.attempts,
+                    item_count=row.item_count,
+                    action_run_ids=[
+                        ar.id
+                        for ar in sorted(
+                            detail.action_runs.get(row.step_key, []), key=lambda a: item_index(a.idempotency_key)
+                        )
+                    ],
+                    reused_from=row.reused_from,
+                    started_at=row.started_at,
+                    finished_at=row.finished_at,
+                )
+                for row in detail.steps
+            ]
+        return cls(
+            id=run.id,
+            automation_id=run.automation_id,
+            version=run.version,
+            version_id=run.version_id,
+            status=run.status,
+            params=run.params,
+            trigger=run.trigger,
+            trigger_key=run.trigger_key,
+            tick=run.tick,
+            retry_of=run.retry_of,
+            error=run.error,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            steps=steps,
+        )

@@ -1,0 +1,224 @@
+"""Queries for automations and their versions. Every read starts from ``base_query()`` (this tenant only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from virtuousai.actions.tables import ActionRun
+from virtuousai.automations.states import AutomationRunStatus
+from virtuousai.automations.tables import (
+    Automation,
+    AutomationRun,
+    AutomationRunEvent,
+    AutomationStepRun,
+    AutomationTriggerTick,
+    AutomationVersion,
+)
+from virtuousai.ids import has_prefix
+from virtuousai.store.pagination import PageRequest, PageResult
+from virtuousai.store.tenant import TenantRepository
+
+
+class AutomationRepository(TenantRepository[Automation]):
+    model = Automation
+
+    def live(self) -> sa.Select[tuple[Automation]]:
+        return self.base_query().where(Automation.deleted_at.is_(None))
+
+    async def by_ref(self, ref: str) -> Automation | None:
+        """``ref`` is an id (``aut_…``) or ``slug:<slug>``; deleted automations are not found."""
+        if ref.startswith("slug:"):
+            stmt = self.live().where(Automation.slug == ref.removeprefix("slug:"))
+        elif has_prefix(ref, "aut"):
+            stmt = self.live().where(Automation.id == ref)
+        else:
+            return None
+        result: Automation | None = await self.session.scalar(stmt)
+        return result
+
+    async def by_slug_for_update(self, slug: str) -> Automation | None:
+        result: Automation | None = await self.session.scalar(
+            self.live().where(Automation.slug == slug).with_for_update()
+        )
+        return result
+
+    async def list_live(self, page: PageRequest) -> PageResult[Automation]:
+        return await self.paginate(self.live(), page)
+
+
+class AutomationVersionRepository(TenantRepository[AutomationVersion]):
+    model = AutomationVersion
+
+    async def number(self, automation_id: str, version: int) -> AutomationVersion | None:
+        result: AutomationVersion | None = await self.session.scalar(
+            self.base_query().where(
+                AutomationVersion.automation_id == automation_id, AutomationVersion.version == version
+            )
+        )
+        return result
+
+    async def list_for(self, automation_id: str, page: PageRequest) -> PageResult[AutomationVersion]:
+        return await self.paginate(self.base_query().where(AutomationVersion.automation_id == automation_id), page)
+
+
+class AutomationRunRepository(TenantRepository[AutomationRun]):
+    model = AutomationRun
+
+    async def lock(self, run_id: str) -> AutomationRun | None:
+        """The run, re-read and locked for this transaction: one engine pass per run at a time."""
+        result: AutomationRun | None = await self.session.scalar(
+            self.base_query()
+            .where(AutomationRun.id == run_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return result
+
+    async def get_fresh(self, run_id: str) -> AutomationRun | None:
+        result: AutomationRun | None = await self.session.scalar(
+            self.base_query().where(AutomationRun.id == run_id).execution_options(populate_existing=True)
+        )
+        return result
+
+    async def steps(self, run_id: str) -> Sequence[AutomationStepRun]:
+        stmt = (
+            sa.select(AutomationStepRun)
+            .where(AutomationStepRun.tenant_id == self.tenant_id, AutomationStepRun.automation_run_id == run_id)
+            .order_by(AutomationStepRun.position)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def action_runs_by_step(self, run_id: str) -> dict[str, list[ActionRun]]:
+        stmt = (
+            sa.select(ActionRun)
+            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.automation_run_id == run_id)
+            .order_by(ActionRun.id)
+            .execution_options(populate_existing=True)
+        )
+        grouped: dict[str, list[ActionRun]] = {}
+        for action_run in (await self.session.scalars(stmt)).all():
+            grouped.setdefault(action_run.step_key or "", []).append(action_run)
+        return grouped
+
+    async def earlier_active(self, run: AutomationRun) -> bool:
+        stmt = self.base_query().where(
+            AutomationRun.automation_id == run.automation_id,
+            AutomationRun.trigger_key == run.trigger_key,
+            AutomationRun.id < run.id,
+            AutomationRun.status.in_([AutomationRunStatus.PENDING, AutomationRunStatus.RUNNING]),
+        )
+        return await self.session.scalar(stmt.limit(1)) is not None
+
+    async def active_for_trigger(self, automation_id: str, trigger_key: str) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(AutomationRun)
+            .where(
+                AutomationRun.tenant_id == self.tenant_id,
+                AutomationRun.automation_id == automation_id,
+                AutomationRun.trigger_key == trigger_key,
+                AutomationRun.status.in_([AutomationRunStatus.PENDING, AutomationRunStatus.RUNNING]),
+            )
+        )
+        return int(await self.session.scalar(stmt) or 0)
+
+    async def oldest_pending(self, automation_id: str) -> str | None:
+        stmt = (
+            sa.select(AutomationRun.id)
+            .where(
+                AutomationRun.tenant_id == self.tenant_id,
+                AutomationRun.automation_id == automation_id,
+                AutomationRun.status == AutomationRunStatus.PENDING,
+            )
+            .order_by(AutomationRun.id)
+            .limit(1)
+        )
+        result: str | None = await self.session.scalar(stmt)
+        return result
+
+    async def list_runs(
+        self, page: PageRequest, *, automation_id: str | None = None, status: AutomationRunStatus | None = None
+    ) -> PageResult[AutomationRun]:
+        stmt = self.base_query()
+        if automation_id is not None:
+            stmt = stmt.where(AutomationRun.automation_id == automation_id)
+        if status is not None:
+            stmt = stmt.where(AutomationRun.status == status)
+        return await self.paginate(stmt, page)
+
+    async def events_after(self, run_id: str, after_seq: int, limit: int = 500) -> Sequence[AutomationRunEvent]:
+        stmt = (
+            sa.select(AutomationRunEvent)
+            .where(AutomationRunEvent.tenant_id == self.tenant_id, AutomationRunEvent.automation_run_id == run_id)
+            .where(AutomationRunEvent.seq > after_seq)
+            .order_by(AutomationRunEvent.seq)
+            .limit(limit)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+
+class EngineLookup:
+    """The engine's only queries without a tenant: it is woken by an ActionRun id (the runtime's hook) or sweeps
+    all unfinished runs, and acts within each run's own tenant from there (like the run-queue drivers)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def automation_run_of(self, action_run_id: str) -> tuple[str, str] | None:
+        """``(tenant_id, automation_run_id)`` of an ActionRun started by an automation step."""
+        row = (
+            await self.session.execute(
+                sa.select(ActionRun.tenant_id, ActionRun.automation_run_id).where(
+                    ActionRun.id == action_run_id, ActionRun.automation_run_id.is_not(None)
+                )
+            )
+        ).first()
+        return None if row is None or row[1] is None else (str(row[0]), str(row[1]))
+
+    async def unfinished_runs(self, limit: int = 10_000) -> list[tuple[str, str]]:
+        stmt = (
+            sa.select(AutomationRun.tenant_id, AutomationRun.id)
+            .where(AutomationRun.status.in_([AutomationRunStatus.PENDING, AutomationRunStatus.RUNNING]))
+            .order_by(AutomationRun.id)
+            .limit(limit)
+        )
+        return [(str(t), str(i)) for t, i in (await self.session.execute(stmt)).all()]
+
+
+class SchedulerLookup:
+    """The scheduler's queries across tenants: which automations have cron triggers, and each trigger's last tick.
+    It then acts within each automation's own tenant."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def current_versions(self) -> list[tuple[Automation, AutomationVersion]]:
+        """Every live automation with its current version (the caller keeps those with cron triggers)."""
+        stmt = (
+            sa.select(Automation, AutomationVersion)
+            .join(
+                AutomationVersion,
+                sa.and_(
+                    AutomationVersion.automation_id == Automation.id,
+                    AutomationVersion.version == Automation.current_version,
+                ),
+            )
+            .where(Automation.deleted_at.is_(None))
+            .order_by(Automation.id)
+        )
+        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+
+    async def last_tick(self, automation_id: str, trigger_key: str) -> datetime | None:
+        result: datetime | None = await self.session.scalar(
+            sa.select(sa.func.max(AutomationTriggerTick.tick)).where(
+                AutomationTriggerTick.automation_id == automation_id, AutomationTriggerTick.trigger_key == trigger_key
+            )
+        )
+        if result is not None and result.tzinfo is None:  # max() loses the column type on SQLite
+            result = result.replace(tzinfo=UTC)
+        return result

@@ -1,0 +1,216 @@
+"""``/api/v1/automations``: CRUD with immutable versions, the spec's JSON schema, the DAG as Mermaid text; and
+``/api/v1/automation-runs``: start, read (per-step state), list, cancel, retry, events (SSE)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.responses import PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, SessionDep, SessionmakerDep
+from virtuousai.api.schemas import Page
+from virtuousai.automations.graph import mermaid
+from virtuousai.automations.models import (
+    AutomationPublic,
+    AutomationRunCreate,
+    AutomationRunPublic,
+    AutomationVersionPublic,
+)
+from virtuousai.automations.runs import AutomationRunService
+from virtuousai.automations.service import AutomationService
+from virtuousai.automations.spec import AutomationSpec, spec_json_schema
+from virtuousai.automations.states import AutomationRunStatus
+from virtuousai.errors import ValidationFailed
+from virtuousai.store.tenant import TenantContext
+
+router = APIRouter(prefix="/automations", tags=["automations"])
+
+RefPath = Annotated[str, Path(description="An id (`aut_…`) or `slug:<slug>`.")]
+
+
+@router.get("/schema", response_model=dict[str, Any])
+async def automation_schema() -> dict[str, Any]:
+    """The JSON schema of an automation spec (what `POST /automations` and `vai automation apply` accept)."""
+    return spec_json_schema()
+
+
+@router.get("", response_model=Page[AutomationPublic])
+async def list_automations(principal: PrincipalDep, session: SessionDep, page: PageDep) -> Page[AutomationPublic]:
+    result = await AutomationService(session, principal.tenant).list(page)
+    return Page(items=[AutomationPublic.of(item) for item in result.items], next_cursor=result.next_cursor)
+
+
+@router.post("", response_model=AutomationPublic, status_code=status.HTTP_201_CREATED)
+async def create_automation(body: AutomationSpec, principal: MemberDep, session: SessionDep) -> AutomationPublic:
+    """Create an automation (version 1). Every problem of the spec is a 422 with its field path; nothing is stored."""
+    return AutomationPublic.of(await AutomationService(session, principal.tenant).create(body))
+
+
+@router.get("/{ref}", response_model=AutomationPublic)
+async def get_automation(ref: RefPath, principal: PrincipalDep, session: SessionDep) -> AutomationPublic:
+    return AutomationPublic.of(await AutomationService(session, principal.tenant).get(ref))
+
+
+@router.put("/{ref}", response_model=AutomationPublic)
+async def update_automation(
+    ref: RefPath, body: AutomationSpec, principal: MemberDep, session: SessionDep
+) -> AutomationPublic:
+    """Replace the spec: a new version (runs already started keep theirs). An identical spec changes nothing."""
+    applied = await AutomationService(session, principal.tenant).update(ref, body)
+    return AutomationPublic.of(applied.result)
+
+
+@router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_automation(ref: RefPath, principal: MemberDep, session: SessionDep) -> Response:
+    await AutomationService(session, principal.tenant).delete(ref)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{ref}/versions", response_model=Page[AutomationVersionPublic])
+async def list_versions(
+    ref: RefPath, principal: PrincipalDep, session: SessionDep, page: PageDep
+) -> Page[AutomationVersionPublic]:
+    result = await AutomationService(session, principal.tenant).list_versions(ref, page)
+    return Page(items=[AutomationVersionPublic.of(v) for v in result.items], next_cursor=result.next_cursor)
+
+
+@router.get("/{ref}/versions/{version}", response_model=AutomationVersionPublic)
+async def get_version(
+    ref: RefPath,
+    version: Annotated[str, Path(description="A version number (`1`, `2`, …) or a version id (`autv_…`).")],
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> AutomationVersionPublic:
+    found = await AutomationService(session, principal.tenant).get_version(ref, version)
+    return AutomationVersionPublic.of(found.version)
+
+
+@router.get(
+    "/{ref}/graph",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "A Mermaid flowchart of the steps."}},
+)
+async def automation_graph(
+    ref: RefPath,
+    principal: PrincipalDep,
+    session: SessionDep,
+    version: Annotated[int | None, Query(ge=1, description="Default: the current version.")] = None,
+) -> PlainTextResponse:
+    """The DAG as Mermaid text (`flowchart TD`): an edge per dependency, declared or inferred from expressions."""
+    service = AutomationService(session, principal.tenant)
+    found = await (service.get(ref) if version is None else service.get_version(ref, str(version)))
+    return PlainTextResponse(mermaid(found.spec))
+
+
+# -- runs ---------------------------------------------------------------------------------------------------------
+
+runs_router = APIRouter(tags=["automations"])
+
+
+def _runs(request: Request, session: AsyncSession, tenant: TenantContext) -> AutomationRunService:
+    runtime = getattr(request.app.state, "runtime", None)
+    registry = runtime.registry if runtime is not None else None
+    return AutomationRunService(session, tenant, request.app.state.sessions, registry)
+
+
+@runs_router.post("/automations/{ref}/runs", response_model=AutomationRunPublic, status_code=status.HTTP_201_CREATED)
+async def start_run(
+    ref: RefPath, body: AutomationRunCreate, request: Request, principal: MemberDep, session: SessionDep
+) -> AutomationRunPublic:
+    """Start a run of the current version. `params` must fit the automation's `parameters` schema (else 422)."""
+    service = _runs(request, session, principal.tenant)
+    run = await service.start(ref, body.params)
+    return AutomationRunPublic.of(run, await service.detail(run.id))
+
+
+@runs_router.get("/automation-runs", response_model=Page[AutomationRunPublic])
+async def list_runs(
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    page: PageDep,
+    automation: Annotated[str | None, Query(description="Only runs of this automation (id or `slug:<slug>`).")] = None,
+    run_status: Annotated[AutomationRunStatus | None, Query(alias="status")] = None,
+) -> Page[AutomationRunPublic]:
+    result = await _runs(request, session, principal.tenant).list(page, automation_ref=automation, status=run_status)
+    return Page(items=[AutomationRunPublic.of(run) for run in result.items], next_cursor=result.next_cursor)
+
+
+@runs_router.get("/automation-runs/{run_id}", response_model=AutomationRunPublic)
+async def get_run(run_id: str, request: Request, principal: PrincipalDep, session: SessionDep) -> AutomationRunPublic:
+    """The run with each step's status, output, error, attempts, timings and ActionRuns."""
+    detail = await _runs(request, session, principal.tenant).detail(run_id)
+    return AutomationRunPublic.of(detail.run, detail)
+
+
+@runs_router.post("/automation-runs/{run_id}/cancel", response_model=AutomationRunPublic)
+async def cancel_run(run_id: str, request: Request, principal: MemberDep, session: SessionDep) -> AutomationRunPublic:
+    """CANCELLED at once; its running steps' ActionRuns are asked to stop. A finished run answers 409."""
+    service = _runs(request, session, principal.tenant)
+    await service.cancel(run_id)
+    detail = await service.detail(run_id)
+    return AutomationRunPublic.of(detail.run, detail)
+
+
+@runs_router.post(
+    "/automation-runs/{run_id}/retry", response_model=AutomationRunPublic, status_code=status.HTTP_201_CREATED
+)
+async def retry_run(run_id: str, request: Request, principal: MemberDep, session: SessionDep) -> AutomationRunPublic:
+    """A new run (`retry_of`) that reuses the completed steps' outputs and re-executes the failed steps and those
+    skipped or cancelled because of them."""
+    service = _runs(request, session, principal.tenant)
+    run = await service.retry(run_id)
+    return AutomationRunPublic.of(run, await service.detail(run.id))
+
+
+@runs_router.get(
+    "/automation-runs/{run_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+)
+async def stream_run_events(
+    run_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+    sessions: SessionmakerDep,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id (its `seq`).")] = None,
+) -> EventSourceResponse:
+    """Run and step transitions (`event: run` / `event: step`), in order, `id` = `seq`. Resume with
+    `Last-Event-ID`; the stream ends after the run's terminal event."""
+    after = 0
+    if last_event_id is not None:
+        if not last_event_id.strip().isdigit():
+            raise ValidationFailed.at(["header", "last-event-id"], "must be the id of an event of this stream")
+        after = int(last_event_id)
+    await _runs(request, session, principal.tenant).get(run_id)  # 404 before the stream starts
+    await session.close()
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        seen = after
+        while True:
+            async with sessions() as stream_session:
+                service = _runs(request, stream_session, principal.tenant)
+                finished = (await service.get(run_id)).status.is_terminal
+                batch = [
+                    (e.seq, e.kind, {"seq": e.seq, "kind": e.kind, "data": e.data, "at": e.created_at})
+                    for e in await service.events_after(run_id, seen)
+                ]
+                await stream_session.rollback()  # (rollback expires the rows: the batch is plain data already)
+            for seen, kind, payload in batch:
+                yield ServerSentEvent(data=json.dumps(payload, default=str), event=kind, id=str(seen))
+            if finished and len(batch) < 500:
+                return
+            if not batch:
+                await asyncio.sleep(STREAM_POLL_S)
+
+    return EventSourceResponse(events(), ping=15)
+
+
+STREAM_POLL_S = 0.25

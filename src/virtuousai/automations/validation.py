@@ -1,0 +1,195 @@
+"""Checks a spec as a whole before anything is stored: every problem becomes a ``FieldError`` with its path.
+
+Shape errors are Pydantic's (``spec.py``); here: duplicate keys, unknown step references (in ``depends_on`` and in
+expressions), cycles (``a -> b -> a``), unknown kinds, literal inputs that do not fit the kind's input schema,
+expression syntax errors, names used out of scope, bad cron expressions and timezones, and the parameters schema.
+Connections and templates need the database; the service checks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema_rs
+from croniter import croniter
+from pydantic import BaseModel, ValidationError
+
+from virtuousai.actions.registry import KindRegistry
+from virtuousai.automations.expressions import (
+    ExpressionError,
+    Node,
+    Template,
+    has_expression,
+    parse_condition,
+    parse_template,
+    root_names,
+    step_references,
+)
+from virtuousai.automations.graph import CycleError, build_graph, expression_fields, string_leaves
+from virtuousai.automations.spec import AutomationSpec, CronTrigger, Step, cron_trigger_key
+from virtuousai.errors import FieldError, ValidationFailed
+
+Loc = tuple[str | int, ...]
+# `item` and `index` exist only while one item of a for_each step is rendered.
+ITEM_NAMES = frozenset({"item", "index"})
+GLOBAL_NAMES = frozenset({"params", "steps", "run"})
+
+
+def validate_spec(spec: AutomationSpec, registry: KindRegistry, loc: Loc = ("body",)) -> list[FieldError]:
+    """Every problem of the spec, in spec order (empty when it is valid)."""
+    errors: list[FieldError] = []
+    errors += _check_parameters_schema(spec, loc)
+    keys = [step.key for step in spec.steps]
+    for index, step in enumerate(spec.steps):
+        step_loc = (*loc, "steps", index)
+        if keys.index(step.key) != index:
+            errors.append(FieldError((*step_loc, "key"), f"duplicate step key {step.key!r}", "duplicate"))
+        for position, dependency in enumerate(step.depends_on):
+            if dependency not in keys:
+                errors.append(
+                    FieldError((*step_loc, "depends_on", position), f"unknown step {dependency!r}", "unknown_step")
+                )
+            elif dependency == step.key:
+                errors.append(
+                    FieldError((*step_loc, "depends_on", position), "a step cannot depend on itself", "cycle")
+                )
+        errors += _check_expressions(step, set(keys), step_loc)
+        if step.action is not None:
+            errors += _check_kind(step, registry, step_loc)
+    errors += _check_triggers(spec, loc)
+    if not errors:
+        try:
+            build_graph(spec)
+        except CycleError as exc:
+            first = keys.index(exc.cycle[0])
+            errors.append(FieldError((*loc, "steps", first, "depends_on"), "cycle: " + " -> ".join(exc.cycle), "cycle"))
+    return errors
+
+
+def raise_if_invalid(spec: AutomationSpec, registry: KindRegistry, loc: Loc = ("body",)) -> None:
+    errors = validate_spec(spec, registry, loc)
+    if errors:
+        raise ValidationFailed(summary(errors), errors=errors)
+
+
+def summary(errors: Sequence[FieldError]) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+
+
+def _check_expressions(step: Step, keys: set[str], step_loc: Loc) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for path, text, is_condition in expression_fields(step):
+        if not is_condition and not has_expression(text):
+            continue
+        field_loc = (*step_loc, *path)
+        parsed: Template | Node
+        try:
+            parsed = parse_condition(text) if is_condition else parse_template(text)
+        except ExpressionError as exc:
+            errors.append(FieldError(field_loc, f"expression syntax error: {exc}", "expression_syntax"))
+            continue
+        in_item_scope = step.for_each is not None and path[0] in ("inputs", "connection")
+        for name in sorted(root_names(parsed)):
+            if name in ITEM_NAMES and not in_item_scope:
+                where = "in the inputs of a step with `for_each`"
+                errors.append(FieldError(field_loc, f"`{name}` is only defined {where}", "expression_scope"))
+            elif name not in GLOBAL_NAMES | ITEM_NAMES:
+                known = ", ".join(sorted(GLOBAL_NAMES | ITEM_NAMES))
+                errors.append(FieldError(field_loc, f"unknown name {name!r}; names are {known}", "expression_scope"))
+        for reference in sorted(step_references(parsed)):
+            if reference == step.key:
+                errors.append(FieldError(field_loc, "a step cannot reference its own output", "cycle"))
+            elif reference not in keys:
+                errors.append(FieldError(field_loc, f"unknown step {reference!r} in expression", "unknown_step"))
+    return errors
+
+
+def _check_kind(step: Step, registry: KindRegistry, step_loc: Loc) -> list[FieldError]:
+    assert step.action is not None
+    if step.action not in registry:
+        known = ", ".join(kind.slug for kind in registry.all())
+        return [
+            FieldError((*step_loc, "action"), f"unknown action kind {step.action!r}; kinds are {known}", "unknown_kind")
+        ]
+    return literal_input_errors(registry.get(step.action).input_model, step.inputs, (*step_loc, "inputs"))
+
+
+def literal_input_errors(model: type[BaseModel], inputs: dict[str, Any], inputs_loc: Loc) -> list[FieldError]:
+    """Validate the literal part of ``inputs`` against a kind's input model.
+
+    Values holding expressions are only known at run time, so errors at (or inside, or around) their paths are
+    dropped; everything else (a wrong type, a missing required field, an unknown field) is reported."""
+    expression_paths = [path for path, text in string_leaves(inputs, ()) if has_expression(text)]
+    try:
+        model.model_validate(inputs)
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors():
+            error_path = tuple(error["loc"])
+            if any(_overlaps(error_path, path) for path in expression_paths):
+                continue
+            errors.append(FieldError((*inputs_loc, *error_path), error["msg"], error["type"]))
+        return errors
+    return []
+
+
+def _overlaps(a: Loc, b: Loc) -> bool:
+    shorter = min(len(a), len(b))
+    return a[:shorter] == b[:shorter]
+
+
+def _check_triggers(spec: AutomationSpec, loc: Loc) -> list[FieldError]:
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for index, trigger in enumerate(spec.triggers):
+        if not isinstance(trigger, CronTrigger):
+            continue
+        trigger_loc = (*loc, "triggers", index)
+        key = cron_trigger_key(trigger, index)
+        if key in seen:
+            errors.append(FieldError((*trigger_loc, "key"), f"duplicate trigger key {key!r}", "duplicate"))
+        seen.add(key)
+        five_fields = len(trigger.expression.split()) == 5 or trigger.expression.startswith("@")  # or @daily…
+        if not five_fields or not croniter.is_valid(trigger.expression):
+            msg = f"not a five-field cron expression (or @hourly, @daily…): {trigger.expression!r}"
+            errors.append(FieldError((*trigger_loc, "expression"), msg, "cron"))
+        try:
+            ZoneInfo(trigger.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors.append(FieldError((*trigger_loc, "timezone"), f"unknown timezone {trigger.timezone!r}", "timezone"))
+        errors += params_errors(spec.parameters, trigger.params, (*trigger_loc, "params"))
+    return errors
+
+
+def _check_parameters_schema(spec: AutomationSpec, loc: Loc) -> list[FieldError]:
+    try:
+        jsonschema_rs.meta.validate(spec.parameters)
+    except jsonschema_rs.ValidationError as exc:
+        return [FieldError((*loc, "parameters"), f"not a valid JSON schema: {exc.message}", "json_schema")]
+    except jsonschema_rs.ReferencingError as exc:
+        return [FieldError((*loc, "parameters"), f"not a valid JSON schema: {exc}", "json_schema")]
+    try:
+        jsonschema_rs.validator_for(spec.parameters, offline=True)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        msg = f"the schema cannot be used (remote $refs are not fetched): {exc}"
+        return [FieldError((*loc, "parameters"), msg, "json_schema")]
+    return []
+
+
+def params_errors(schema: dict[str, Any], params: dict[str, Any], loc: Loc) -> list[FieldError]:
+    """Run parameters against the automation's ``parameters`` schema. Remote ``$ref``s are never fetched."""
+    try:
+        validator = jsonschema_rs.validator_for(schema, offline=True)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        return [FieldError(loc, f"the automation's parameters schema cannot be used: {exc}", "json_schema")]
+    return [
+        FieldError((*loc, *error.instance_path), error.message, "params") for error in validator.iter_errors(params)
+    ]
+
+
+def raise_for_params(schema: dict[str, Any], params: dict[str, Any], loc: Loc = ("body", "params")) -> None:
+    errors = params_errors(schema, params, loc)
+    if errors:
+        raise ValidationFailed(summary(errors), errors=errors)

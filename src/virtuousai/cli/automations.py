@@ -1,0 +1,196 @@
+"""``vai automation …``: apply a spec file, start a run (and follow it live), list runs.
+
+These commands talk to the database directly (like ``vai org``), so they need the same ``VAI_DATABASE_URL`` as the
+server and an ``--org``. A run's steps are executed by the workers of ``vai serve`` / ``vai worker``; ``--follow``
+only watches the run's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from virtuousai.automations.runs import AutomationRunService, RunDetail
+from virtuousai.automations.service import AutomationService
+from virtuousai.automations.spec import AutomationSpec
+from virtuousai.cli.common import echo_json, fail, open_sessions
+from virtuousai.config import Settings
+from virtuousai.errors import FieldError, VaiError, ValidationFailed
+from virtuousai.store.pagination import PageRequest
+from virtuousai.store.tenant import TenantContext
+
+automation_app = typer.Typer(help="Automations: DAG workflows of actions.", no_args_is_help=True)
+OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+STATUS_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "SKIPPED": "dim", "RUNNING": "cyan"}
+
+
+def load_spec(path: Path) -> AutomationSpec:
+    """A spec from a YAML or JSON file (JSON is YAML); shape errors become a ``ValidationFailed`` with paths."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValidationFailed.at(["file"], f"cannot read {path}: {exc}") from None
+    try:
+        return AutomationSpec.model_validate(document)
+    except ValidationError as exc:
+        errors = [FieldError(["file", *e["loc"]], e["msg"], e["type"]) for e in exc.errors()]
+        raise ValidationFailed(f"{path} is not a valid automation spec", errors=errors) from None
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that parses as JSON keeps its type (``n=3`` is a number, ``s=abc`` a string)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValidationFailed.at(["param"], f"expected key=value, got {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+@automation_app.command("apply")
+def apply(
+    file: Annotated[Path, typer.Argument(help="A YAML or JSON spec.")], org: OrgOption, as_json: JsonOption = False
+) -> None:
+    """Create the automation with the spec's slug, or add a version (an identical spec changes nothing)."""
+
+    async def run() -> None:
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            applied = await AutomationService(session, TenantContext(tenant_id=org)).apply(
+                load_spec(file), loc=("file",)
+            )
+        automation, version = applied.result.automation, applied.result.version
+        if as_json:
+            echo_json(
+                {"id": automation.id, "slug": automation.slug, "version": version.version, "outcome": applied.outcome}
+            )
+        else:
+            typer.echo(f"{applied.outcome}: {automation.slug} ({automation.id}) version {version.version}")
+
+    _run(run())
+
+
+@automation_app.command("run")
+def run_automation(
+    slug: Annotated[str, typer.Argument(help="The automation's slug (or its id).")],
+    org: OrgOption,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="k=v; repeat for more.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show live per-step progress until it ends.")] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="With --follow: stop watching after this long.")] = 3600,
+) -> None:
+    """Start a run of the current version; with --follow, watch its steps live (exit 1 unless it COMPLETED)."""
+
+    async def run() -> str:
+        settings = Settings()
+        tenant = TenantContext(tenant_id=org)
+        ref = slug if slug.startswith(("aut_", "slug:")) else f"slug:{slug}"
+        async with open_sessions(settings) as sessions:
+            async with sessions() as session:
+                started = await AutomationRunService(session, tenant, sessions).start(ref, parse_params(param or []))
+            typer.echo(f"started {started.id}")
+            if not follow:
+                return "COMPLETED"
+            return await _follow(sessions, tenant, started.id, timeout_s)
+
+    status = _run(run())
+    if follow and status != "COMPLETED":
+        raise typer.Exit(code=1)
+
+
+async def _follow(sessions: Any, tenant: TenantContext, run_id: str, timeout_s: float) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    with Live(console=Console(), refresh_per_second=8) as live:
+        while True:
+            async with sessions() as session:
+                detail = await AutomationRunService(session, tenant, sessions).detail(run_id)
+            live.update(_table(detail))
+            if detail.run.status.is_terminal or loop.time() > deadline:
+                return detail.run.status.value
+            await asyncio.sleep(0.25)
+
+
+def _table(detail: RunDetail) -> Table:
+    run = detail.run
+    table = Table(title=f"{run.id} · {run.status.value}", title_style=STATUS_STYLE.get(run.status.value, ""))
+    for column in ("step", "status", "items", "attempts", "seconds", "note"):
+        table.add_column(column)
+    for step in detail.steps:
+        done = sum(ar.status.is_terminal for ar in detail.action_runs.get(step.step_key, []))
+        items = "" if step.item_count is None else f"{done}/{step.item_count}"
+        seconds = ""
+        if step.started_at and step.finished_at:
+            seconds = f"{(step.finished_at - step.started_at).total_seconds():.2f}"
+        note = step.reason or (str((step.error or {}).get("message", "")) if step.error else "")
+        style = STATUS_STYLE.get(step.status.value, "")
+        table.add_row(
+            step.step_key,
+            f"[{style}]{step.status.value}[/]" if style else step.status.value,
+            items,
+            str(step.attempts),
+            seconds,
+            note[:80],
+        )
+    return table
+
+
+@automation_app.command("runs")
+def list_runs(
+    org: OrgOption,
+    automation: Annotated[str | None, typer.Option("--automation", help="Only this automation (slug or id).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent runs, newest first."""
+
+    async def run() -> None:
+        tenant = TenantContext(tenant_id=org)
+        ref = (
+            None
+            if automation is None
+            else (automation if automation.startswith(("aut_", "slug:")) else f"slug:{automation}")
+        )
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            page = await AutomationRunService(session, tenant, sessions).list(
+                PageRequest(limit=limit), automation_ref=ref
+            )
+        rows: list[dict[str, Any]] = [
+            {
+                "id": r.id,
+                "automation_id": r.automation_id,
+                "version": r.version,
+                "status": r.status.value,
+                "trigger": r.trigger,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in page.items
+        ]
+        if as_json:
+            echo_json(rows)
+            return
+        table = Table("id", "automation", "version", "status", "trigger", "created")
+        for row in rows:
+            table.add_row(*(str(row[k]) for k in ("id", "automation_id", "version", "status", "trigger", "created_at")))
+        Console().print(table)
+
+    _run(run())
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except VaiError as exc:
+        fail(exc)

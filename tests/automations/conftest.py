@@ -1,0 +1,94 @@
+"""An app with in-process workers and tiny intervals, and helpers to start runs and wait for them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import OrgHandle
+from virtuousai.api.app import create_app
+from virtuousai.config import Settings
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=db_url,
+        data_dir=tmp_path / "var",
+        poll_interval_s=0.05,
+        lease_s=3.0,
+        cancel_grace_s=1.0,
+        drain_timeout_s=1.0,
+        worker_concurrency=8,
+        automation_sweep_interval_s=5.0,
+        cron_interval_s=3600.0,  # cron is driven by run_once in its own tests
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings, workers=1)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+class Automations:
+    def __init__(self, client: httpx.AsyncClient, org: OrgHandle) -> None:
+        self.client = client
+        self.org = org
+
+    async def create(self, steps: list[dict[str, Any]], slug: str = "flow", **extra: Any) -> dict[str, Any]:
+        spec = {"name": slug, "slug": slug, "steps": steps, **extra}
+        response = await self.client.post("/api/v1/automations", json=spec, headers=self.org.headers)
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def start(self, slug: str = "flow", params: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/v1/automations/slug:{slug}/runs", json={"params": params or {}}, headers=self.org.headers
+        )
+        assert response.status_code == 201, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def get(self, run_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/v1/automation-runs/{run_id}", headers=self.org.headers)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def wait(self, run_id: str, timeout_s: float = 20.0, until: Any = None) -> dict[str, Any]:
+        """Poll the run until ``until(run)`` (default: terminal), with a deadline."""
+        condition = until or (lambda run: run["status"] in TERMINAL)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            run = await self.get(run_id)
+            if condition(run):
+                return run
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"run {run_id} did not get there in {timeout_s}s: {run}")
+            await asyncio.sleep(0.05)
+
+    async def action_run(self, action_run_id: str) -> dict[str, Any]:
+        response = await self.client.get(f"/api/v1/action-runs/{action_run_id}", headers=self.org.headers)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@pytest.fixture
+def automations(client: httpx.AsyncClient, org: OrgHandle) -> Automations:
+    return Automations(client, org)
+
+
+def steps_by_key(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["key"]: step for step in run["steps"]}
