@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     )
     master_key_file: Path | None = Field(default=None, description="Default: <data_dir>/master.key.")
     master_key: str | None = Field(default=None, description="Base64 key-encryption key (overrides the file).")
+    key_provider: Literal["file", "env", "keyring"] | None = Field(
+        default=None,
+        description="Key-encryption keys for connection secrets: the master key file, VAI_MASTER_KEY, or the "
+        "versioned keyring under <data_dir>/keys (rotation). Default: env when VAI_MASTER_KEY is set, else file.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -32,6 +37,62 @@ class Settings(BaseSettings):
     # Workers: None means "1 on SQLite, 0 on PostgreSQL" (resolved in `vai serve`).
     workers: int | None = Field(default=None, ge=0)
     create_demo_org: bool = Field(default=False, description="Create the demo organization on first start.")
+    # Data: lake queries and extraction. docs/data.md explains each knob.
+    query_row_cap: int = Field(default=10_000, ge=1, description="Most rows POST /query (and agents) return.")
+    query_timeout_s: float = Field(default=30.0, gt=0, description="Lake queries are interrupted after this long.")
+    query_threads: int = Field(default=2, ge=1, description="DuckDB threads per lake query engine.")
+    query_memory_limit: str = Field(default="1GB", description="DuckDB memory limit per lake query engine.")
+    transform_row_cap: int = Field(default=50_000_000, ge=1, description="Most rows one sql_transform may write.")
+    filesystem_source_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(),
+        description="Folders dlt_extract's filesystem source may read (each organization's own "
+        "<data_dir>/files/<org> is always allowed); comma-separated in env.",
+    )
+
+    @field_validator("filesystem_source_roots", mode="before")
+    @classmethod
+    def _split_source_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    http_allow_loopback: bool = Field(
+        default=False,
+        description="Let outbound HTTP (http_request) reach loopback addresses: for tests' own servers only, never "
+        "in production. Private, link-local and metadata addresses stay refused. docs/http.md.",
+    )
+    # Runtime (workers, leases, watchdog). docs/runtime.md explains each knob.
+    lease_s: float = Field(default=30.0, gt=0, description="Lease a worker holds on a run; renewed every third.")
+    poll_interval_s: float = Field(default=1.0, gt=0, description="Idle workers look for runs at least this often.")
+    cancel_grace_s: float = Field(
+        default=10.0, ge=0, description="After a cancel or timeout, how long a run may take to stop by itself."
+    )
+    per_org_concurrency: int = Field(default=20, ge=1, description="Most runs of one organization RUNNING at once.")
+    claim_batch_size: int = Field(default=10, ge=1, description="Most runs a worker claims in one statement.")
+    worker_concurrency: int = Field(default=4, ge=1, description="Runs one worker executes at once.")
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On shutdown, how long in-flight runs may finish before they are released."
+    )
+    # Automations (docs/automations.md): completions drive runs; the sweep only rescues lost wake-ups.
+    automation_sweep_interval_s: float = Field(
+        default=30.0, gt=0, description="How often unfinished automation runs are re-evaluated as a safety net."
+    )
+    cron_interval_s: float = Field(default=15.0, gt=0, description="How often the cron scheduler looks for due ticks.")
+    kind_modules: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Extra modules to import for action kinds (plugins, tests); comma-separated in env."
+    )
+
+    @field_validator("kind_modules", mode="before")
+    @classmethod
+    def _split_kind_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Workers renew their leases this often: a third of the lease, so two missed beats still hold it."""
+        return self.lease_s / 3
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -44,6 +105,15 @@ class Settings(BaseSettings):
     @property
     def resolved_master_key_file(self) -> Path:
         return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The versioned keyring (``VAI_KEY_PROVIDER=keyring``): ``v1.key``, ``v2.key``, … and retired markers."""
+        return self.data_dir / "keys"
+
+    @property
+    def resolved_key_provider(self) -> Literal["file", "env", "keyring"]:
+        return self.key_provider or ("env" if self.master_key else "file")
 
     @property
     def is_sqlite(self) -> bool:

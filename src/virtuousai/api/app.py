@@ -5,23 +5,44 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from virtuousai import __version__
+from virtuousai.actions.router import router as actions_router
+from virtuousai.agents.router import router as agents_router
+from virtuousai.agents.router import tools_router
+from virtuousai.api.deps import reject_nul_characters
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
 from virtuousai.api.problems import PROBLEM_RESPONSES, install_problem_handlers
+from virtuousai.automations.background import AutomationServices
+from virtuousai.automations.router import router as automations_router
+from virtuousai.automations.router import runs_router as automation_runs_router
 from virtuousai.config import Settings
+from virtuousai.connections.router import router as connections_router
+from virtuousai.data.router import router as data_router
+from virtuousai.llm.router import router as models_router
 from virtuousai.orgs.router import router as orgs_router
+from virtuousai.runtime.supervisor import Runtime
 from virtuousai.store.engine import make_engine, make_sessionmaker
+from virtuousai.templates.router import router as templates_router
 
 API_PREFIX = "/api/v1"
 
 
 def build_api_router() -> APIRouter:
     """Every primitive's router, mounted under /api/v1 with the problem responses documented."""
-    api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES)
+    api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES, dependencies=[Depends(reject_nul_characters)])
     api.include_router(orgs_router)
+    api.include_router(actions_router)
+    api.include_router(connections_router)
+    api.include_router(templates_router)
+    api.include_router(automations_router)
+    api.include_router(automation_runs_router)
+    api.include_router(data_router)
+    api.include_router(agents_router)
+    api.include_router(tools_router)
+    api.include_router(models_router)
     return api
 
 
@@ -33,9 +54,19 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         engine = make_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
+        # The action runtime: `workers` in-process workers (0: none) plus the wake-up listener. On shutdown
+        # (SIGTERM) the workers drain: no more claims, in-flight runs finish or are released.
+        runtime = Runtime(engine, app.state.sessions, settings, workers=workers)
+        app.state.runtime = runtime
+        await runtime.start()
+        # Next to the workers: the automation engine's completion hook, its sweep and the cron scheduler.
+        automation_services = AutomationServices(runtime)
+        await automation_services.start()
         try:
             yield
         finally:
+            await automation_services.stop()
+            await runtime.stop()
             await engine.dispose()
 
     app = FastAPI(

@@ -7,14 +7,22 @@ from typing import Annotated
 
 import typer
 
+from virtuousai.cli.agents import agent_app
+from virtuousai.cli.automations import automation_app
+from virtuousai.cli.keys import keys_app
 from virtuousai.cli.orgs import key_app, org_app
 from virtuousai.cli.serve import serve
+from virtuousai.cli.worker import worker
 from virtuousai.config import Settings
 
 app = typer.Typer(help="VirtuousAI: the execution backbone for AI-powered data workflows.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
 app.add_typer(key_app, name="key")
+app.add_typer(automation_app, name="automation")
+app.add_typer(keys_app, name="keys")
+app.add_typer(agent_app, name="agent")
 app.command("serve")(serve)
+app.command("worker")(worker)
 
 
 @app.command("migrate")
