@@ -11,7 +11,7 @@ from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
 from virtuousai.agents.router import router as agents_router
 from virtuousai.agents.router import tools_router
-from virtuousai.api.deps import reject_nul_characters
+from virtuousai.api.deps import get_principal, reject_nul_characters
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
 from virtuousai.api.problems import PROBLEM_RESPONSES, install_problem_handlers
@@ -32,7 +32,13 @@ API_PREFIX = "/api/v1"
 
 def build_api_router() -> APIRouter:
     """Every primitive's router, mounted under /api/v1 with the problem responses documented."""
-    api = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSES, dependencies=[Depends(reject_nul_characters)])
+    # Every /api/v1 route authenticates (handlers that need the principal get the same cached one), then refuses
+    # U+0000 anywhere in the request.
+    api = APIRouter(
+        prefix=API_PREFIX,
+        responses=PROBLEM_RESPONSES,
+        dependencies=[Depends(get_principal), Depends(reject_nul_characters)],
+    )
     api.include_router(orgs_router)
     api.include_router(actions_router)
     api.include_router(connections_router)
