@@ -6,6 +6,7 @@ version gains what newer versions add.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,39 @@ async def ensure_demo_organization(sessions: async_sessionmaker[AsyncSession], s
 
 
 async def seed_demo_content(session: AsyncSession, tenant: TenantContext, settings: Settings) -> None:
-    """The demo's agents (examples/agents). Each loader skips what already exists."""
+    """The demo's agents (examples/agents) and its offline ETL: a generated shop database, the shop and warehouse
+    connections, and the `demo-shop-etl` automation. Each step skips what already exists."""
     from virtuousai.agents.examples import load_example_agents
 
     await load_example_agents(session, tenant)
+    await _seed_demo_etl(session, tenant, settings)
+
+
+async def _seed_demo_etl(session: AsyncSession, tenant: TenantContext, settings: Settings) -> None:
+    from virtuousai.actions.policy import ApprovalPolicyService
+    from virtuousai.actions.registry import default_registry
+    from virtuousai.automations.repository import AutomationRepository
+    from virtuousai.automations.service import AutomationService
+    from virtuousai.automations.spec import AutomationSpec
+    from virtuousai.connections.models import ConnectionCreate
+    from virtuousai.connections.repository import ConnectionRepository
+    from virtuousai.connections.service import ConnectionService
+    from virtuousai.crypto.providers import build_key_provider
+    from virtuousai.data.demo_data import generate_shop_database
+    from virtuousai.data.demo_etl import DEMO_ETL, demo_connections, shop_path
+
+    shop = shop_path(settings.data_dir)
+    if not shop.exists():
+        # Generated once (a few seconds): seeded, so every demo has the same few hundred thousand rows.
+        await asyncio.to_thread(generate_shop_database, shop)
+    connections = ConnectionService(session, tenant, build_key_provider(settings))
+    for body in demo_connections(settings.data_dir):
+        if await ConnectionRepository(session, tenant).get_by_slug(body["slug"]) is None:
+            await connections.create(ConnectionCreate.model_validate(body))
+    if await AutomationRepository(session, tenant).by_ref(f"slug:{DEMO_ETL['slug']}") is None:
+        await AutomationService(session, tenant).create(AutomationSpec.model_validate(DEMO_ETL))
+    # `load` is write-risk, so by default it waits for a human. The demo's only destination is its own local
+    # warehouse file, so the demo organization lets it through (unless someone set a policy for it already).
+    policy = ApprovalPolicyService(session, tenant, default_registry())
+    if "load" not in await policy.overrides():
+        await policy.set_kind("load", False)
