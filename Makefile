@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run demo-etl test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/vai migrate
 	$(BIN)/vai serve --demo
+
+# With `make run` serving in another shell: run the demo organization's ETL and watch its steps live.
+demo-etl: $(VENV)/.installed
+	$(BIN)/vai automation run demo-shop-etl --follow --org "$$($(BIN)/vai org list --json | $(BIN)/python -c \
+	  'import json, sys; print(next(o["id"] for o in json.load(sys.stdin) if o["name"] == "Demo organization"))')"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests bench

@@ -54,6 +54,24 @@ def org_create(
         fail(exc)
 
 
+@org_app.command("list")
+def org_list(as_json: JsonOption = False) -> None:
+    """List organizations (ids and names) in this database."""
+
+    async def run() -> None:
+        async with open_sessions(Settings()) as sessions, sessions() as session:
+            orgs = await AccessLookup(session).organizations()
+        if as_json:
+            echo_json([{"id": o.id, "name": o.name, "created_at": o.created_at} for o in orgs])
+            return
+        table = Table("id", "name", "created")
+        for org in orgs:
+            table.add_row(org.id, org.name, str(org.created_at))
+        Console().print(table)
+
+    asyncio.run(run())
+
+
 @key_app.command("create")
 def key_create(
     org: OrgOption,

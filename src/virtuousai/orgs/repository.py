@@ -50,6 +50,10 @@ class AccessLookup:
     async def organization(self, org_id: str) -> Organization | None:
         return await self.session.get(Organization, org_id)
 
+    async def organizations(self) -> list[Organization]:
+        """Every organization, oldest first: for the CLI's administrator, never for the API."""
+        return list((await self.session.scalars(sa.select(Organization).order_by(Organization.id))).all())
+
     async def organization_by_name(self, name: str) -> Organization | None:
         result: Organization | None = await self.session.scalar(
             sa.select(Organization).where(Organization.name == name).order_by(Organization.id).limit(1)
