@@ -22,12 +22,12 @@ from virtuousai.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor,
 from virtuousai.store.tenant import TenantContext
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return sessions
 
@@ -66,7 +66,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_tenant(principal: PrincipalDep) -> TenantContext:
+async def get_tenant(principal: PrincipalDep) -> TenantContext:
     return principal.tenant
 
 
@@ -86,7 +86,7 @@ AdminDep = Annotated[Principal, Depends(require_role(Role.admin))]
 MemberDep = Annotated[Principal, Depends(require_role(Role.member))]
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> PageRequest:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import sqlglot
 from sqlglot import exp
@@ -175,14 +176,20 @@ class GuardedQuery:
     tables: frozenset[TableRef]
     loc: tuple[str, ...] = ("body", "sql")  # where errors about this SQL point (the API body or an action input)
 
-    @property
+    @cached_property
     def sql(self) -> str:
+        """The checked tree, regenerated: what DuckDB runs (never the original text)."""
         return self.tree.sql(dialect=DIALECT)
 
     def limited_sql(self, row_limit: int) -> str:
-        """The query wrapped so DuckDB stops after ``row_limit`` rows (its own ORDER BY is kept)."""
-        wrapped = exp.select("*").from_(self.tree.subquery("vai_result")).limit(row_limit)
-        return wrapped.sql(dialect=DIALECT)
+        """The query wrapped so DuckDB stops after ``row_limit`` rows (its own ORDER BY is kept).
+
+        The same text sqlglot generates for ``SELECT * FROM (<tree>) AS vai_result LIMIT n`` (a subquery renders
+        as its query in parentheses), built without copying the tree, which cost more than the guard itself.
+        ``sql`` is regenerated from the checked tree, with comments re-emitted as ``/* */`` blocks whose ``*/`` is
+        escaped, so nothing in it can close the parenthesis. tests/data/test_guard.py checks both renderings match.
+        """
+        return f"SELECT * FROM ({self.sql}) AS vai_result LIMIT {int(row_limit)}"
 
 
 def _reject(message: str, loc: tuple[str, ...]) -> SqlRejected:

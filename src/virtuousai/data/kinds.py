@@ -112,7 +112,7 @@ async def _build_job(ctx: ActionContext, inputs: DltExtractInput) -> ExtractJob:
     if isinstance(source, sources.SqlDatabaseSource):
         assert connection is not None
         engine = sources.sql_engine(connection)
-        await asyncio.to_thread(sources.check_sql_source, engine, source)
+        await asyncio.to_thread(sources.check_sql_source, engine, source, secrets=job.secrets)
         job.resources = sources.sql_resources(engine, source)
         job.expected_tables = list(source.tables)
     elif isinstance(source, sources.RestApiSource):

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.actions.context import ResolvedConnection
+from virtuousai.data.extract import ExtractFailed, redact
 from virtuousai.data.lake import check_name
 from virtuousai.errors import ValidationFailed
 
@@ -103,16 +104,28 @@ def sql_engine(connection: ResolvedConnection) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def check_sql_source(engine: sa.Engine, source: SqlDatabaseSource) -> dict[str, list[str]]:
-    """Every table and cursor column exists; returns each table's column names."""
-    inspector = sa.inspect(engine)
-    existing = set(inspector.get_table_names(schema=source.db_schema))
-    columns: dict[str, list[str]] = {}
-    for index, table in enumerate(source.tables):
-        check_name(table, _source_loc("tables", index), "table")
-        if table not in existing:
-            raise ValidationFailed.at(_source_loc("tables", index), f"unknown table {table!r} in the source database")
-        columns[table] = [str(c["name"]) for c in inspector.get_columns(table, schema=source.db_schema)]
+def check_sql_source(
+    engine: sa.Engine, source: SqlDatabaseSource, *, secrets: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Every table and cursor column exists; returns each table's column names.
+
+    This is the first time the source database is reached: a refused login or an unreachable server fails here as
+    ``ExtractFailed`` naming the driver's reason (``secrets`` redacted), before dlt starts.
+    """
+    try:
+        inspector = sa.inspect(engine)
+        existing = set(inspector.get_table_names(schema=source.db_schema))
+        columns: dict[str, list[str]] = {}
+        for index, table in enumerate(source.tables):
+            check_name(table, _source_loc("tables", index), "table")
+            if table not in existing:
+                raise ValidationFailed.at(
+                    _source_loc("tables", index), f"unknown table {table!r} in the source database"
+                )
+            columns[table] = [str(c["name"]) for c in inspector.get_columns(table, schema=source.db_schema)]
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        raise ExtractFailed(redact(f"could not read the source database: {reason}", secrets)) from None
     for table, cursor in source.incremental.items():
         if table not in columns:
             raise ValidationFailed.at(
