@@ -160,12 +160,15 @@ async def test_bad_params_and_used_slugs(client: httpx.AsyncClient, org: OrgHand
     ).status_code == 404
 
 
-async def test_automation_templates_are_not_instantiated_as_action_runs(
+async def test_an_automation_template_whose_body_is_no_automation_spec_starts_nothing(
     client: httpx.AsyncClient, org: OrgHandle
 ) -> None:
+    # (Automation templates that work: tests/automations/test_templates.py.)
     await _create(client, org, echo_template(kind="automation", slug="auto", body={"steps": []}))
     response = await client.post(f"{API}/slug:auto/instantiate", headers=org.headers, json={"params": {"table": "t"}})
     assert response.status_code == 422
+    assert ["template", "rendered", "steps"] in [e["loc"] for e in response.json()["errors"]]
+    assert (await client.get("/api/v1/automations", headers=org.headers)).json()["items"] == []
 
 
 async def test_roles_and_other_organizations(client: httpx.AsyncClient, org: OrgHandle, other_org: OrgHandle) -> None:

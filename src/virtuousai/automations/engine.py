@@ -15,6 +15,7 @@ as the step's state, a crash loses nothing: whatever committed is found again by
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.actions.registry import KindRegistry, default_registry
 from virtuousai.actions.service import ActionRunService
-from virtuousai.actions.tables import ActionRun, RunOrigin
+from virtuousai.actions.tables import RunOrigin
 from virtuousai.automations.expressions import ExpressionError, evaluate_condition, evaluate_template, render_value
 from virtuousai.automations.graph import StepGraph, build_graph
-from virtuousai.automations.repository import AutomationRunRepository, EngineLookup
+from virtuousai.automations.repository import AutomationRunRepository, EngineLookup, StepActionRun
 from virtuousai.automations.spec import AutomationSpec, CronTrigger, Step, cron_trigger_key
 from virtuousai.automations.states import AutomationRunStatus, StepStatus, check_run_transition, check_step_transition
 from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationStepRun, AutomationVersion
@@ -35,6 +36,7 @@ from virtuousai.ids import new_id
 from virtuousai.runtime.states import RunStatus
 from virtuousai.store.engine import transaction
 from virtuousai.store.tenant import TenantContext
+from virtuousai.templates.service import TemplateService
 from virtuousai.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ def end_open_steps(
     session: AsyncSession,
     run: AutomationRun,
     steps: dict[str, AutomationStepRun],
-    action_runs: dict[str, list[ActionRun]],
+    action_runs: dict[str, list[StepActionRun]],
     reason: str,
 ) -> list[str]:
     """CANCEL every unfinished step; returns the ActionRuns still going, to be asked to stop after the commit."""
@@ -123,6 +125,24 @@ def _public(values: dict[str, Any]) -> dict[str, Any]:
 
 # -- one pass ----------------------------------------------------------------------------------------------------
 
+# Versions never change: each process parses a version's spec and builds its graph once, not on every pass.
+_COMPILED: OrderedDict[str, tuple[AutomationSpec, StepGraph]] = OrderedDict()
+_COMPILED_MAX = 256
+
+
+async def compiled_version(session: AsyncSession, version_id: str) -> tuple[AutomationSpec, StepGraph]:
+    """The spec and graph of a version (the caller read the run, in its tenant, that names ``version_id``)."""
+    if version_id in _COMPILED:
+        _COMPILED.move_to_end(version_id)
+        return _COMPILED[version_id]
+    version = await session.get(AutomationVersion, version_id)
+    assert version is not None  # runs reference their version (foreign key)
+    spec = AutomationSpec.model_validate(version.spec)
+    _COMPILED[version_id] = (spec, build_graph(spec))
+    if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return _COMPILED[version_id]
+
 
 @dataclass
 class Pass:
@@ -133,7 +153,7 @@ class Pass:
     spec: AutomationSpec
     graph: StepGraph
     steps: dict[str, AutomationStepRun]
-    action_runs: dict[str, list[ActionRun]]
+    action_runs: dict[str, list[StepActionRun]]
     to_cancel: list[str] = field(default_factory=list)
 
     def scope(self, **extra: Any) -> dict[str, Any]:
@@ -147,6 +167,8 @@ class AutomationEngine:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], registry: KindRegistry | None = None) -> None:
         self.sessions = sessions
         self.registry = registry or default_registry()
+        # Runs with a pass going in this process → whether another pass was asked for meanwhile.
+        self._passes: dict[str, bool] = {}
 
     async def advance(self, tenant_id: str, run_id: str) -> AutomationRunStatus | None:
         """Evaluate the run once and act on everything that is ready; returns its status after the pass."""
@@ -157,20 +179,19 @@ class AutomationEngine:
             run = await runs.lock(run_id)
             if run is None or run.status.is_terminal:
                 return None if run is None else run.status
-            version = await session.get(AutomationVersion, run.version_id)
-            assert version is not None
-            spec = AutomationSpec.model_validate(version.spec)
+            spec, graph = await compiled_version(session, run.version_id)
             if run.status is AutomationRunStatus.PENDING:
                 if await self._queued_behind_another(runs, run, spec):
                     return run.status
                 move_run(session, run, AutomationRunStatus.RUNNING)
+                run.template_pins = await self._pin_templates(session, tenant, spec) or None
             state = Pass(
                 session=session,
                 run=run,
                 spec=spec,
-                graph=build_graph(spec),
+                graph=graph,
                 steps={row.step_key: row for row in await runs.steps(run.id)},
-                action_runs=await runs.action_runs_by_step(run.id),
+                action_runs=await runs.step_action_runs(run.id),
             )
             await self._evaluate(state, tenant)
             finished_now = run.status.is_terminal
@@ -183,8 +204,9 @@ class AutomationEngine:
 
     async def _evaluate(self, state: Pass, tenant: TenantContext) -> None:
         fatal: str | None = None
+        spec_steps = {step.key: step for step in state.spec.steps}
         for key in state.graph.order:
-            row, step = state.steps[key], state.spec.step(key)
+            row, step = state.steps[key], spec_steps[key]
             if row.status is StepStatus.RUNNING:
                 await self._collect(state, tenant, row, step)
             elif row.status is StepStatus.PENDING:
@@ -271,7 +293,8 @@ class AutomationEngine:
                 error |= {"items_failed": failed}
             move_step(state.session, state.run, row, StepStatus.FAILED, error=error, attempts=attempts)
             return
-        outputs = [existing[i].output for i in range(total)]
+        by_key = await AutomationRunRepository(state.session, tenant).step_outputs(state.run.id, row.step_key)
+        outputs = [by_key[existing[i].idempotency_key] for i in range(total)]
         output = outputs if row.item_count is not None else outputs[0]
         move_step(state.session, state.run, row, StepStatus.COMPLETED, output=output, attempts=attempts)
 
@@ -283,20 +306,14 @@ class AutomationEngine:
         step: Step,
         index: int,
         items: list[Any] | None,
-    ) -> ActionRun | None:
-        assert step.action is not None  # template steps are refused at create time while templates are absent
+    ) -> StepActionRun | None:
         extra = {} if items is None else {"item": items[index], "index": index}
         scope = state.scope(**extra)
         try:
-            inputs = render_value(step.inputs, scope)
-            if step.connection is not None:
-                inputs["connection"] = evaluate_template(step.connection, scope)
+            request = await self._action_request(state, tenant, step, scope)
             created = await ActionRunService(state.session, tenant, self.registry).create(
-                kind=step.action,
-                inputs=inputs,
+                **request,
                 idempotency_key=idempotency_key(state.run.id, row.step_key, index),
-                timeout_s=step.timeout_s,
-                max_attempts=step.retry.max_attempts if step.retry else None,
                 origin=RunOrigin.automation,
                 automation_run_id=state.run.id,
                 step_key=row.step_key,
@@ -311,8 +328,57 @@ class AutomationEngine:
             error = {"type": "InvalidInputs", "message": exc.detail, "item": index, "errors": list(exc.errors)}
             move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
             return None
-        state.action_runs.setdefault(row.step_key, []).append(created.run)
-        return created.run
+        except NotFound as exc:
+            error = {"type": "TemplateNotFound", "message": exc.detail, "item": index}
+            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
+            return None
+        added = StepActionRun.of(created.run)
+        state.action_runs.setdefault(row.step_key, []).append(added)
+        return added
+
+    async def _action_request(
+        self, state: Pass, tenant: TenantContext, step: Step, scope: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What one item's ActionRun is: kind, inputs, limits and, for a template step, the template snapshot.
+
+        A template step is instantiated through the templates service (params validated, body rendered) at the
+        version pinned when the run started; the step's own ``timeout_s``/``retry`` win over the template's."""
+        inputs = render_value(step.inputs, scope)
+        max_attempts = step.retry.max_attempts if step.retry else None
+        if step.template is None:
+            if step.connection is not None:
+                inputs["connection"] = evaluate_template(step.connection, scope)
+            return {"kind": step.action, "inputs": inputs, "timeout_s": step.timeout_s, "max_attempts": max_attempts}
+        pin = (state.run.template_pins or {}).get(step.template)
+        if pin is None:
+            raise NotFound(f"template {step.template!r} did not exist when the run started")
+        snapshot = await TemplateService(state.session, tenant, self.registry).snapshot(
+            pin["template_id"], inputs, version=pin["version"], params_loc=["steps", step.key, "inputs"]
+        )
+        rendered = snapshot.rendered
+        return {
+            "kind": rendered["kind"],
+            "inputs": rendered.get("inputs", {}),
+            "priority": rendered.get("priority", 0),
+            "timeout_s": step.timeout_s or rendered.get("timeout_s"),
+            "max_attempts": max_attempts or rendered.get("max_attempts"),
+            "template_snapshot": snapshot.model_dump(mode="json"),
+        }
+
+    async def _pin_templates(
+        self, session: AsyncSession, tenant: TenantContext, spec: AutomationSpec
+    ) -> dict[str, Any]:
+        """The version of each template the run's steps name, as they are now: every item and step of one run uses
+        the same version, whatever happens to the template meanwhile (each ActionRun's snapshot records it)."""
+        pins: dict[str, Any] = {}
+        templates = TemplateService(session, tenant, self.registry)
+        for ref in sorted({step.template for step in spec.steps if step.template is not None}):
+            try:
+                template = await templates.get_by_ref(ref)
+            except NotFound:
+                continue  # deleted since the automation was saved: the step fails when it starts, naming it
+            pins[ref] = {"template_id": template.id, "version": template.current_version}
+        return pins
 
     # -- queueing, cancelling, sweeping ----------------------------------------------------------------------------
 
@@ -355,7 +421,7 @@ class AutomationEngine:
             if run.status.is_terminal:
                 raise Conflict(f"automation run {run_id} already finished ({run.status.value})")
             steps = {row.step_key: row for row in await runs.steps(run.id)}
-            action_runs = await runs.action_runs_by_step(run.id)
+            action_runs = await runs.step_action_runs(run.id)
             to_cancel = end_open_steps(session, run, steps, action_runs, "the run was cancelled")
             error = {"type": "Cancelled", "message": "cancelled on request", "requested_by": tenant.user_id}
             move_run(session, run, AutomationRunStatus.CANCELLED, error=error, cancel_requested_at=utcnow())
@@ -369,7 +435,26 @@ class AutomationEngine:
         async with self.sessions() as session:
             owner = await EngineLookup(session).automation_run_of(action_run_id)
         if owner is not None:
-            await self.advance(*owner)
+            await self.advance_coalesced(*owner)
+
+    async def advance_coalesced(self, tenant_id: str, run_id: str) -> None:
+        """``advance``, folding calls that arrive during a pass into one more pass after it.
+
+        The items of a fan-out finish in bursts; one pass reads them all, so a pass per completion would only
+        queue up on the run's lock. A call while this process has a pass going just asks for one more pass, which
+        then sees every completion committed before it starts (nothing is missed: the flag is set before it)."""
+        if run_id in self._passes:
+            self._passes[run_id] = True
+            return
+        self._passes[run_id] = False
+        try:
+            while True:
+                await self.advance(tenant_id, run_id)
+                if not self._passes[run_id]:
+                    return
+                self._passes[run_id] = False
+        finally:
+            del self._passes[run_id]
 
     async def sweep(self) -> int:
         """Advance every unfinished run (startup, and a slow timer): a lost wake-up delays a run, never strands it."""

@@ -423,19 +423,24 @@ def root_names(template: Template | Node) -> set[str]:
     return {node.name for node in nodes_of(template) if isinstance(node, Name)}
 
 
-def step_references(template: Template | Node) -> set[str]:
-    """Step keys named as ``steps.<key>`` or ``steps['<key>']``."""
+def keys_under(template: Template | Node, root: str) -> set[str]:
+    """Keys looked up directly under a root name: ``steps.<key>`` / ``steps['<key>']``, ``params.<name>``."""
     keys: set[str] = set()
     for node in nodes_of(template):
         if (
             isinstance(node, Lookup)
             and isinstance(node.target, Name)
-            and node.target.name == "steps"
+            and node.target.name == root
             and isinstance(node.key, Literal)
             and isinstance(node.key.value, str)
         ):
             keys.add(node.key.value)
     return keys
+
+
+def step_references(template: Template | Node) -> set[str]:
+    """Step keys named as ``steps.<key>`` or ``steps['<key>']``."""
+    return keys_under(template, "steps")
 
 
 def references(text: str) -> set[str]:

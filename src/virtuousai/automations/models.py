@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,7 @@ from virtuousai.automations.service import AutomationWithVersion
 from virtuousai.automations.spec import AutomationSpec
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.tables import AutomationRun, AutomationVersion
+from virtuousai.templates.models import TemplateSnapshot
 
 
 class AutomationPublic(BaseModel):
@@ -94,6 +95,13 @@ class AutomationRunPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     steps: list[StepRunPublic] | None = Field(default=None, description="Per-step state (on GET of one run).")
+    template_snapshot: TemplateSnapshot | None = Field(
+        default=None, description="Started from a kind=automation template: what it was made from, as it was."
+    )
+    template_pins: dict[str, Any] | None = Field(
+        default=None,
+        description="The template version each template step uses ({ref: {template_id, version}}), fixed at start.",
+    )
 
     @classmethod
     def of(cls, run: AutomationRun, detail: RunDetail | None = None) -> AutomationRunPublic:
@@ -136,4 +144,19 @@ class AutomationRunPublic(BaseModel):
             started_at=run.started_at,
             finished_at=run.finished_at,
             steps=steps,
+            template_snapshot=None
+            if run.template_snapshot is None
+            else TemplateSnapshot.model_validate(run.template_snapshot),
+            template_pins=run.template_pins,
         )
+
+
+class AutomationTemplateInstantiation(BaseModel):
+    """What instantiating a kind=automation template answers: the automation it made or reused, and the run."""
+
+    snapshot: TemplateSnapshot
+    automation: AutomationPublic
+    automation_outcome: Literal["created", "updated", "unchanged"] = Field(
+        description="created: a new automation; updated: a new version (the rendered spec differed); unchanged."
+    )
+    automation_run: AutomationRunPublic

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,8 +21,25 @@ from virtuousai.automations.tables import (
     AutomationVersion,
 )
 from virtuousai.ids import has_prefix
+from virtuousai.runtime.states import RunStatus
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantRepository
+
+
+@dataclass(frozen=True)
+class StepActionRun:
+    """What the engine needs to know of one ActionRun of a step."""
+
+    id: str
+    step_key: str | None
+    idempotency_key: str | None
+    status: RunStatus
+    attempt: int
+    error: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, run: ActionRun) -> StepActionRun:
+        return cls(run.id, run.step_key, run.idempotency_key, run.status, run.attempt, run.error)
 
 
 class AutomationRepository(TenantRepository[Automation]):
@@ -104,6 +123,35 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         for action_run in (await self.session.scalars(stmt)).all():
             grouped.setdefault(action_run.step_key or "", []).append(action_run)
         return grouped
+
+    async def step_action_runs(self, run_id: str) -> dict[str, list[StepActionRun]]:
+        """The engine's view of the run's ActionRuns, by step: states only (no inputs or outputs, which can be large,
+        and no ORM objects: a pass over a 1,000-item fan-out reads 1,000 of them)."""
+        stmt = (
+            sa.select(
+                ActionRun.id,
+                ActionRun.step_key,
+                ActionRun.idempotency_key,
+                ActionRun.status,
+                ActionRun.attempt,
+                ActionRun.error,
+            )
+            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.automation_run_id == run_id)
+            .order_by(ActionRun.id)
+        )
+        grouped: dict[str, list[StepActionRun]] = {}
+        for row in (await self.session.execute(stmt)).all():
+            grouped.setdefault(row.step_key or "", []).append(StepActionRun(*row))
+        return grouped
+
+    async def step_outputs(self, run_id: str, step_key: str) -> dict[str | None, Any]:
+        """``{idempotency_key: output}`` of one step's ActionRuns (read once, when the step completes)."""
+        stmt = sa.select(ActionRun.idempotency_key, ActionRun.output).where(
+            ActionRun.tenant_id == self.tenant_id,
+            ActionRun.automation_run_id == run_id,
+            ActionRun.step_key == step_key,
+        )
+        return {key: output for key, output in (await self.session.execute(stmt)).all()}
 
     async def earlier_active(self, run: AutomationRun) -> bool:
         stmt = self.base_query().where(

@@ -47,6 +47,7 @@ def stage_run(
     tick: datetime | None = None,
     retry_of: AutomationRun | None = None,
     reused: dict[str, AutomationStepRun] | None = None,
+    template_snapshot: dict[str, Any] | None = None,
 ) -> AutomationRun:
     """Stage a PENDING run of ``found``'s version and its step rows (completed ones copied from ``reused``)."""
     now = utcnow()
@@ -66,6 +67,7 @@ def stage_run(
         created_at=now,
         updated_at=now,
         last_event_seq=0,
+        template_snapshot=template_snapshot,
     )
     session.add(run)
     append_run_event(session, run, "run", {"from": None, "to": "PENDING", "trigger": trigger})
@@ -106,8 +108,26 @@ class AutomationRunService:
 
     async def start(self, ref: str, params: dict[str, Any]) -> AutomationRun:
         found = await AutomationService(self.session, self.tenant).get(ref)
+        return await self.start_version(found, params, trigger="manual")
+
+    async def start_version(
+        self,
+        found: AutomationWithVersion,
+        params: dict[str, Any],
+        *,
+        trigger: str,
+        template_snapshot: dict[str, Any] | None = None,
+    ) -> AutomationRun:
+        """Check ``params``, stage a run of ``found``'s version, commit, and give the engine its first pass."""
         raise_for_params(found.spec.parameters, params)
-        run = stage_run(self.session, found, params, trigger="manual", created_by=self.tenant.user_id)
+        run = stage_run(
+            self.session,
+            found,
+            params,
+            trigger=trigger,
+            created_by=self.tenant.user_id,
+            template_snapshot=template_snapshot,
+        )
         await self.session.commit()
         await self.engine.advance(self.tenant.tenant_id, run.id)
         return await self.get(run.id)

@@ -15,14 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from virtuousai.actions.registry import KindRegistry, default_registry
 from virtuousai.automations.expressions import has_expression
 from virtuousai.automations.repository import AutomationRepository, AutomationVersionRepository
-from virtuousai.automations.spec import AutomationSpec
+from virtuousai.automations.spec import AutomationSpec, Step
 from virtuousai.automations.tables import Automation, AutomationVersion
-from virtuousai.automations.validation import Loc, summary, validate_spec
+from virtuousai.automations.validation import Loc, literal_params_errors, summary, validate_spec
 from virtuousai.connections.service import ConnectionService
 from virtuousai.errors import Conflict, FieldError, NotFound, VaiError, ValidationFailed
 from virtuousai.ids import has_prefix, new_id
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
+from virtuousai.templates.service import TemplateService
+from virtuousai.templates.tables import TemplateKind
 from virtuousai.timeutil import utcnow
 
 
@@ -87,7 +89,10 @@ class AutomationService:
 
     # -- writes --------------------------------------------------------------------------------------------------
 
-    async def create(self, spec: AutomationSpec, *, loc: Loc = ("body",)) -> AutomationWithVersion:
+    async def create(
+        self, spec: AutomationSpec, *, loc: Loc = ("body",), template_id: str | None = None
+    ) -> AutomationWithVersion:
+        """Version 1 of a new automation; ``template_id``: made by instantiating that kind=automation template."""
         await self.validate(spec, loc)
         now = utcnow()
         automation = self.automations.add(
@@ -99,6 +104,7 @@ class AutomationService:
                 current_version=1,
                 created_at=now,
                 updated_at=now,
+                template_id=template_id,
             )
         )
         await self._flush_or_conflict(spec.slug)
@@ -126,11 +132,17 @@ class AutomationService:
         await self.session.commit()
         return Applied(AutomationWithVersion(automation, version), "updated")
 
-    async def apply(self, spec: AutomationSpec, *, loc: Loc = ("body",)) -> Applied:
-        """Create the automation with this slug, or add a version to it (``vai automation apply``)."""
+    async def apply(self, spec: AutomationSpec, *, loc: Loc = ("body",), template_id: str | None = None) -> Applied:
+        """Create the automation with this slug, or add a version to it (``vai automation apply``).
+
+        With ``template_id`` (instantiating a kind=automation template), an existing automation of that slug must
+        have been made from the same template: a template never adds versions to someone else's automation."""
         existing = await self.automations.by_ref(f"slug:{spec.slug}")
         if existing is None:
-            return Applied(await self.create(spec, loc=loc), "created")
+            return Applied(await self.create(spec, loc=loc, template_id=template_id), "created")
+        if template_id is not None and existing.template_id != template_id:
+            msg = f"automation {spec.slug!r} exists and was not made from this template; change the slug it renders"
+            raise Conflict(msg, errors=[FieldError((*loc, "slug"), msg, "unique")])
         return await self.update(existing.id, spec, loc=loc)
 
     async def delete(self, ref: str) -> None:
@@ -179,9 +191,8 @@ async def reference_errors(
     for index, step in enumerate(spec.steps):
         step_loc = (*loc, "steps", index)
         if step.template is not None:
-            # Template steps need the templates service, which this build does not have yet.
-            msg = f"unknown template {step.template!r}: template steps are not available in this version"
-            errors.append(FieldError((*step_loc, "template"), msg, "unknown_template"))
+            errors += await _template_step_errors(session, tenant, registry, step, step_loc)
+            continue
         if step.connection is None:
             continue
         if (
@@ -198,3 +209,25 @@ async def reference_errors(
                 msg = f"unknown connection {step.connection!r}"
                 errors.append(FieldError((*step_loc, "connection"), msg, "unknown_connection"))
     return errors
+
+
+async def _template_step_errors(
+    session: AsyncSession, tenant: TenantContext, registry: KindRegistry, step: Step, step_loc: Loc
+) -> list[FieldError]:
+    """A template step names a template of kind ``action`` (one ActionRun); its ``inputs`` are the template's params,
+    whose literal part must fit the template's current parameters schema."""
+    assert step.template is not None
+    errors: list[FieldError] = []
+    if step.connection is not None:
+        msg = "a template step takes its connection from the template (pass it as one of the template's params)"
+        errors.append(FieldError((*step_loc, "connection"), msg, "unknown_connection"))
+    templates = TemplateService(session, tenant, registry)
+    try:
+        template = await templates.get_by_ref(step.template)
+    except NotFound:
+        return [*errors, FieldError((*step_loc, "template"), f"unknown template {step.template!r}", "unknown_template")]
+    if template.kind is not TemplateKind.action:
+        msg = f"template {step.template!r} is of kind {template.kind.value!r}; a step needs a template of kind 'action'"
+        return [*errors, FieldError((*step_loc, "template"), msg, "template_kind")]
+    version = await templates.version_of(template)
+    return errors + literal_params_errors(version.parameters, step.inputs, (*step_loc, "inputs"))

@@ -36,6 +36,8 @@ class Automation(TenantMixin, TimestampMixin, Base):
     description: Mapped[str] = mapped_column(sa.Text, default="")
     current_version: Mapped[int] = mapped_column(default=1)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when a kind=automation template created it: instantiations of that template (only) add versions to it.
+    template_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
 
 
 class AutomationVersion(TenantMixin, Base):
@@ -71,7 +73,7 @@ class AutomationRun(TenantMixin, Base):
     version: Mapped[int] = mapped_column()
     status: Mapped[AutomationRunStatus] = mapped_column(sa.Enum(AutomationRunStatus, native_enum=False, length=16))
     params: Mapped[dict[str, Any]] = mapped_column()
-    trigger: Mapped[str] = mapped_column(sa.String(16))  # "manual" | "cron" | "retry"
+    trigger: Mapped[str] = mapped_column(sa.String(16))  # "manual" | "cron" | "retry" | "template"
     trigger_key: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     tick: Mapped[datetime | None] = mapped_column(default=None)
     retry_of: Mapped[str | None] = mapped_column(sa.String(40), default=None)
@@ -83,6 +85,10 @@ class AutomationRun(TenantMixin, Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(default=None)
     last_event_seq: Mapped[int] = mapped_column(default=0)
+    # Started by instantiating a kind=automation template: the TemplateSnapshot (version, params, rendered spec).
+    template_snapshot: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # {template ref: {template_id, version}} for the run's template steps, fixed when the run starts RUNNING.
+    template_pins: Mapped[dict[str, Any] | None] = mapped_column(default=None)
 
 
 class AutomationStepRun(TenantMixin, Base):

@@ -135,6 +135,31 @@ def literal_input_errors(model: type[BaseModel], inputs: dict[str, Any], inputs_
     return []
 
 
+# Errors about which keys a container has: its keys are literal even when some of its values are expressions.
+_KEY_ERRORS = (jsonschema_rs.ValidationErrorKind.Required, jsonschema_rs.ValidationErrorKind.AdditionalProperties)
+
+
+def literal_params_errors(schema: dict[str, Any], params: dict[str, Any], params_loc: Loc) -> list[FieldError]:
+    """Validate the literal part of a template step's ``inputs`` (the template's params) against its JSON schema.
+
+    Like ``literal_input_errors``: errors at or inside a value holding an expression are dropped (known at run
+    time); errors on a container around one are kept only when they are about its keys (missing, unexpected)."""
+    expression_paths = [path for path, text in string_leaves(params, ()) if has_expression(text)]
+    try:
+        validator = jsonschema_rs.validator_for(schema, offline=True)
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        return [FieldError(params_loc, f"the template's parameters schema cannot be used: {exc}", "json_schema")]
+    errors = []
+    for error in validator.iter_errors(params):
+        error_path = tuple(error.instance_path)
+        if any(error_path[: len(path)] == path for path in expression_paths):
+            continue
+        if any(_overlaps(error_path, path) for path in expression_paths) and not isinstance(error.kind, _KEY_ERRORS):
+            continue
+        errors.append(FieldError((*params_loc, *error_path), error.message, "params"))
+    return errors
+
+
 def _overlaps(a: Loc, b: Loc) -> bool:
     shorter = min(len(a), len(b))
     return a[:shorter] == b[:shorter]

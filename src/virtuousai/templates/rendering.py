@@ -1,26 +1,35 @@
-"""Parameters and rendering: validate ``params`` against a template's JSON schema, then substitute them into the body.
+"""Parameters and rendering: validate ``params`` against a template's JSON schema, then render the body with them.
 
-``render_body`` is the one rendering function; the automations primitive may replace it with its full expression
-language. Today it understands ``${{ params.<name>[.<key>…] }}``:
+A body's strings use the one expression language of the product, the automations' ``${{ expression }}``
+(``virtuousai.automations.expressions``: sandboxed, never ``eval``), with ``params`` in scope:
 
-- a string that is exactly one placeholder becomes the parameter's value, with its JSON type (``"${{ params.n }}"``
-  with ``n = 3`` renders ``3``);
-- placeholders inside a longer string are replaced by the value as text (JSON for objects and lists).
+- a string that is exactly one expression keeps the value's JSON type (``"${{ params.n }}"`` with ``n = 3`` renders
+  ``3``); expressions inside a longer string are interpolated as text; filters work (``| default('x')``, ``| upper``);
+- kind=action: expressions may name only ``params`` (an ActionRun's inputs are literal values);
+- kind=automation: the body is an automation spec. Strings whose expressions name only ``params`` are rendered at
+  instantiation; the others (naming ``steps``, ``item``, ``index`` or ``run``) are left for the automation engine,
+  which runs with the same params, so a value does not depend on which of the two evaluates it.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jsonschema_rs
 
+from virtuousai.automations.expressions import (
+    Evaluator,
+    ExpressionError,
+    has_expression,
+    keys_under,
+    parse_template,
+    root_names,
+)
 from virtuousai.errors import FieldError
 
-PLACEHOLDER = re.compile(r"\$\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\}\}")
 Loc = list[str | int]
+TEMPLATE_NAMES = frozenset({"params"})  # what instantiation puts in scope
 
 
 class RenderError(ValueError):
@@ -92,42 +101,61 @@ def with_defaults(schema: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
     return merged
 
 
-def placeholders(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
-    """Every ``(location, parameter path)`` the body refers to."""
+def _strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """Every string inside a JSON value, with its location."""
     if isinstance(value, str):
-        for match in PLACEHOLDER.finditer(value):
-            yield loc, match.group(1)
+        yield loc, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from placeholders(item, [*loc, str(key)])
+            yield from _strings(item, [*loc, str(key)])
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from placeholders(item, [*loc, index])
+            yield from _strings(item, [*loc, index])
 
 
-def _lookup(params: Mapping[str, Any], path: str, loc: Loc) -> Any:
-    current: Any = params
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            raise RenderError(loc, f"params.{path} has no value")
-        current = current[part]
-    return current
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+def body_expression_errors(
+    body: Mapping[str, Any], declared: set[str], later_names: frozenset[str], loc: Loc
+) -> list[FieldError]:
+    """Syntax errors, names other than ``params`` (and ``later_names``, evaluated after instantiation) and
+    ``params.<name>`` not declared in the parameters schema, each at its location in the body."""
+    allowed = ", ".join(sorted(TEMPLATE_NAMES | later_names))
+    errors: list[FieldError] = []
+    for at, text in _strings(body, loc):
+        if not has_expression(text):
+            continue
+        try:
+            template = parse_template(text)
+        except ExpressionError as exc:
+            errors.append(FieldError(at, f"expression syntax error: {exc}", "expression_syntax"))
+            continue
+        for name in sorted(root_names(template) - TEMPLATE_NAMES - later_names):
+            errors.append(FieldError(at, f"unknown name {name!r}; this template can use {allowed}", "expression_scope"))
+        for name in sorted(keys_under(template, "params") - declared):
+            errors.append(FieldError(at, f"params.{name} is not declared in parameters.properties", "undeclared"))
+    return errors
 
 
 def render_body(body: Any, params: Mapping[str, Any], loc: Loc | None = None) -> Any:
-    """A copy of ``body`` with the placeholders replaced; ``RenderError`` (with its location) for a missing value."""
-    loc = loc or []
-    if isinstance(body, str):
-        whole = PLACEHOLDER.fullmatch(body.strip())
-        if whole is not None:
-            return _lookup(params, whole.group(1), loc)
-        return PLACEHOLDER.sub(lambda m: _as_text(_lookup(params, m.group(1), loc)), body)
-    if isinstance(body, Mapping):
-        return {key: render_body(item, params, [*loc, str(key)]) for key, item in body.items()}
-    if isinstance(body, list):
-        return [render_body(item, params, [*loc, index]) for index, item in enumerate(body)]
-    return body
+    """A copy of ``body`` with every params-only expression evaluated; ``RenderError`` at ``loc`` (where the caller's
+    params are) naming the body field for an expression that fails (a missing param without ``| default``)."""
+    evaluator = Evaluator({"params": dict(params)})
+
+    def render(value: Any, path: Loc) -> Any:
+        if isinstance(value, str):
+            if not has_expression(value):
+                return value
+            try:
+                template = parse_template(value)
+                if root_names(template) - TEMPLATE_NAMES:
+                    return value  # names the automation engine's scope: evaluated at run time, same params
+                return evaluator.render(template)
+            except ExpressionError as exc:
+                where = ".".join(map(str, ["body", *path]))
+                raise RenderError(loc or [], f"{where}: {exc}") from None
+        if isinstance(value, Mapping):
+            return {key: render(item, [*path, str(key)]) for key, item in value.items()}
+        if isinstance(value, list):
+            return [render(item, [*path, index]) for index, item in enumerate(value)]
+        return value
+
+    return render(body, [])

@@ -11,8 +11,11 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from virtuousai.actions.models import ActionRunPublic
 from virtuousai.actions.registry import KindRegistry, load_registry
-from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, SessionDep
+from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, SessionDep, SessionmakerDep
 from virtuousai.api.schemas import Page
+from virtuousai.automations.from_template import AutomationTemplateService
+from virtuousai.automations.models import AutomationPublic, AutomationRunPublic, AutomationTemplateInstantiation
+from virtuousai.automations.runs import AutomationRunService
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import (
     TemplateCreate,
@@ -107,15 +110,36 @@ async def list_template_versions(
 
 @router.post(
     "/{ref}/instantiate",
-    response_model=TemplateInstantiation,
+    response_model=TemplateInstantiation | AutomationTemplateInstantiation,
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": TemplateInstantiation, "description": "An earlier run with this idempotency key"}},
 )
 async def instantiate_template(
-    ref: str, body: TemplateInstantiate, request: Request, response: Response, principal: MemberDep, session: SessionDep
-) -> TemplateInstantiation:
-    """Validate ``params``, render the body and create the run (kind=action: an ActionRun) carrying the snapshot."""
-    result = await _service(request, session, principal.tenant).instantiate(ref, body)
+    ref: str,
+    body: TemplateInstantiate,
+    request: Request,
+    response: Response,
+    principal: MemberDep,
+    session: SessionDep,
+    sessions: SessionmakerDep,
+) -> TemplateInstantiation | AutomationTemplateInstantiation:
+    """Validate ``params``, render the body and start what the template describes, carrying the snapshot:
+    kind=action an ActionRun; kind=automation a run of the automation made (or reused) from the rendered spec."""
+    service = _service(request, session, principal.tenant)
+    if (await service.get_by_ref(ref)).kind is TemplateKind.automation:
+        started = await AutomationTemplateService(session, principal.tenant, sessions, service.registry).instantiate(
+            ref, body
+        )
+        detail = await AutomationRunService(session, principal.tenant, sessions, service.registry).detail(
+            started.run.id
+        )
+        return AutomationTemplateInstantiation(
+            snapshot=started.snapshot,
+            automation=AutomationPublic.of(started.automation),
+            automation_outcome=started.automation_outcome,
+            automation_run=AutomationRunPublic.of(detail.run, detail),
+        )
+    result = await service.instantiate(ref, body)
     if not result.created.created:
         response.status_code = status.HTTP_200_OK
     return TemplateInstantiation(

@@ -19,15 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.actions.registry import KindRegistry, default_registry
 from virtuousai.actions.service import ActionRunService, CreatedRun
+from virtuousai.automations.validation import GLOBAL_NAMES, ITEM_NAMES
 from virtuousai.errors import Conflict, FieldError, NotFound, ValidationFailed
 from virtuousai.ids import new_id
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import TemplateCreate, TemplateInstantiate, TemplateSnapshot, TemplateUpdate
 from virtuousai.templates.rendering import (
+    TEMPLATE_NAMES,
     RenderError,
+    body_expression_errors,
     params_errors,
-    placeholders,
     render_body,
     schema_errors,
     with_defaults,
@@ -36,6 +38,8 @@ from virtuousai.templates.repository import TemplateRepository, TemplateVersionR
 from virtuousai.templates.tables import Template, TemplateKind, TemplateVersion
 
 ACTION_BODY_FIELDS = frozenset({"kind", "inputs", "priority", "timeout_s", "max_attempts"})
+# Names an automation template's body may use beyond ``params``: the engine evaluates those at run time.
+AUTOMATION_RUN_NAMES = (GLOBAL_NAMES | ITEM_NAMES) - TEMPLATE_NAMES
 
 
 def content_hash(kind: TemplateKind, parameters: Mapping[str, Any], body: Mapping[str, Any]) -> str:
@@ -166,9 +170,8 @@ class TemplateService:
     def _check_content(self, kind: TemplateKind, parameters: Mapping[str, Any], body: Mapping[str, Any]) -> None:
         errors = schema_errors(parameters, ["body", "parameters"])
         declared = set((parameters.get("properties") or {}).keys())
-        for loc, path in placeholders(body, ["body", "body"]):
-            if path.split(".")[0] not in declared:
-                errors.append(FieldError(loc, f"params.{path} is not declared in parameters.properties"))
+        later_names = AUTOMATION_RUN_NAMES if kind is TemplateKind.automation else frozenset()
+        errors += body_expression_errors(body, declared, later_names, ["body", "body"])
         if kind is TemplateKind.action:
             errors += self._action_body_errors(body)
         if errors:
@@ -188,16 +191,26 @@ class TemplateService:
 
     # ---- instantiation ----------------------------------------------------------------------------------------
 
-    async def snapshot(self, ref: str, params: Mapping[str, Any], *, version: int | None = None) -> TemplateSnapshot:
-        """Validate ``params`` and render the body, without creating anything (automations build on this)."""
+    async def snapshot(
+        self,
+        ref: str,
+        params: Mapping[str, Any],
+        *,
+        version: int | None = None,
+        params_loc: list[str | int] | None = None,
+    ) -> TemplateSnapshot:
+        """Validate ``params`` and render the body, without creating anything (automations build on this).
+
+        ``params_loc`` is where the caller's params are, for 422 paths (the API: ``body.params``)."""
+        params_loc = params_loc or ["body", "params"]
         template = await self.get_by_ref(ref)
         stored = await self.version_of(template, version)
-        errors = params_errors(stored.parameters, params, ["body", "params"])
+        errors = params_errors(stored.parameters, params, params_loc)
         if errors:
             raise ValidationFailed(_summary(errors), errors=errors)
         complete = with_defaults(stored.parameters, params)
         try:
-            rendered = render_body(stored.body, complete, ["body", "params"])
+            rendered = render_body(stored.body, complete, params_loc)
         except RenderError as exc:
             raise ValidationFailed.at(exc.loc, str(exc)) from None
         return TemplateSnapshot(

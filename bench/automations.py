@@ -1,0 +1,238 @@
+"""Automation engine overhead on PostgreSQL, each figure against its anchor measured in the same run.
+
+1. Fan-out: one step with ``for_each`` over 1,000 items of the no-op kind (``echo``), against 1,000 independent no-op
+   ActionRuns created at once, executed by the same ``vai worker`` processes. Target: fan-out ≤ 1.5x the independent
+   runs (time from the request to the last completion).
+2. Chain: 200 sequential no-op steps (each ``depends_on`` the previous one), against the same chain as a DBOS
+   workflow of 200 ``@DBOS.step`` calls (its own PostgreSQL database). Target: our per-step overhead below DBOS's.
+
+Scratch databases are created and dropped here (``VAI_BENCH_POSTGRES_URL``, default the test server). Knobs:
+``VAI_BENCH_WORKERS`` (processes, default 2), ``VAI_BENCH_CONCURRENCY`` (per process, default 8),
+``VAI_BENCH_ROUNDS`` (default 2; the median is reported).
+
+    .venv/bin/python -m bench automations
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+ADMIN_URL = os.environ.get("VAI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FAN_OUT_ITEMS = 1000
+CHAIN_STEPS = 200
+WORKERS = int(os.environ.get("VAI_BENCH_WORKERS", "2"))
+CONCURRENCY = int(os.environ.get("VAI_BENCH_CONCURRENCY", "8"))
+ROUNDS = int(os.environ.get("VAI_BENCH_ROUNDS", "2"))
+
+
+def _pg_url(database: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+@asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this run only; dropped afterwards whatever happens."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield _pg_url(name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@asynccontextmanager
+async def workers(url: str, data_dir: Path) -> AsyncIterator[None]:
+    """``WORKERS`` ``vai worker`` processes (each with the automation engine's hook), ready to claim."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAI_")}
+    env |= {"VAI_DATABASE_URL": url, "VAI_DATA_DIR": str(data_dir), "VAI_LOG_LEVEL": "WARNING"}
+    processes = []
+    try:
+        for _ in range(WORKERS):
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    *(sys.executable, "-c", "from virtuousai.cli.main import app; app()", "worker"),
+                    *("--concurrency", str(CONCURRENCY)),
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+            )
+        for process in processes:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
+            if not line.startswith(b"worker ready"):
+                raise RuntimeError(f"a worker did not start: {line!r}")
+        yield
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            await process.wait()
+
+
+@dataclass
+class Figures:
+    independent_s: list[float]
+    fan_out_s: list[float]
+    chain_s: list[float]
+    dbos_chain_s: list[float]
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench: {what} did not finish within {timeout_s}s")
+        await asyncio.sleep(0.01)
+
+
+async def measure_ours(url: str, data_dir: Path) -> tuple[list[float], list[float], list[float]]:
+    from virtuousai.actions.service import ActionRunService
+    from virtuousai.automations.runs import AutomationRunService
+    from virtuousai.automations.service import AutomationService
+    from virtuousai.automations.spec import AutomationSpec
+    from virtuousai.orgs.service import create_organization
+    from virtuousai.store import migrate
+    from virtuousai.store.engine import make_engine, make_sessionmaker
+    from virtuousai.store.tenant import TenantContext
+
+    engine = make_engine(url)
+    await migrate.upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    async with sessions() as session:
+        created = await create_organization(session, "Bench", "bench@example.com")
+    tenant = TenantContext(tenant_id=created.organization.id, user_id=created.owner.id)
+    watch = await asyncpg.connect(url)
+    fan_out = {
+        "name": "fan",
+        "slug": "fan",
+        "steps": [{"key": "fan", "action": "echo", "for_each": list(range(FAN_OUT_ITEMS)), "inputs": {}}],
+    }
+    chain = {
+        "name": "chain",
+        "slug": "chain",
+        "steps": [
+            {"key": f"s{i}", "action": "echo", "depends_on": [f"s{i - 1}"] if i else []} for i in range(CHAIN_STEPS)
+        ],
+    }
+    warm_up = {
+        "name": "warm",
+        "slug": "warm",
+        "steps": [
+            {"key": "a", "action": "echo", "for_each": list(range(20))},
+            {"key": "b", "action": "echo", "depends_on": ["a"]},
+        ],
+    }
+    async with sessions() as session:
+        for spec in (fan_out, chain, warm_up):
+            await AutomationService(session, tenant).create(AutomationSpec.model_validate(spec))
+
+    async def independent() -> float:
+        started = time.perf_counter()
+        async with sessions() as session:
+            service = ActionRunService(session, tenant)
+            for _ in range(FAN_OUT_ITEMS):
+                await service.create(kind="echo", inputs={}, commit=False)
+            await session.commit()
+
+        async def done() -> bool:
+            pending = await watch.fetchval(
+                "SELECT count(*) FROM action_runs WHERE automation_run_id IS NULL "
+                "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+            )
+            return int(pending) == 0
+
+        await _until(done, "the independent runs")
+        return time.perf_counter() - started
+
+    async def automation(slug: str) -> float:
+        started = time.perf_counter()
+        async with sessions() as session:
+            run = await AutomationRunService(session, tenant, sessions).start(f"slug:{slug}", {})
+            run_id = run.id
+
+        async def done() -> bool:
+            status = await watch.fetchval("SELECT status FROM automation_runs WHERE id = $1", run_id)
+            if status in ("FAILED", "CANCELLED"):
+                raise RuntimeError(f"bench: automation run {run_id} ended {status}")
+            return bool(status == "COMPLETED")
+
+        await _until(done, f"automation {slug}")
+        return time.perf_counter() - started
+
+    try:
+        async with workers(url, data_dir):
+            await automation("warm")
+            independent_s, fan_out_s, chain_s = [], [], []
+            for _ in range(ROUNDS):  # interleaved, so drift of the shared machine touches both sides alike
+                independent_s.append(await independent())
+                fan_out_s.append(await automation("fan"))
+                chain_s.append(await automation("chain"))
+    finally:
+        await watch.close()
+        await engine.dispose()
+    return independent_s, fan_out_s, chain_s
+
+
+async def measure_dbos(url: str) -> list[float]:
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bench._automations_dbos", url, str(CHAIN_STEPS), str(ROUNDS)),
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"bench: the DBOS chain failed (exit {process.returncode})")
+    seconds: list[float] = json.loads(out.decode().strip().splitlines()[-1])["seconds"]
+    return seconds
+
+
+async def measure() -> Figures:
+    with tempfile.TemporaryDirectory(prefix="vai-bench-") as tmp:
+        async with scratch_database("vai_bench_aut") as url:
+            independent_s, fan_out_s, chain_s = await measure_ours(url, Path(tmp))
+        async with scratch_database("vai_bench_dbos") as dbos_url:
+            dbos_chain_s = await measure_dbos(dbos_url)
+    return Figures(independent_s, fan_out_s, chain_s, dbos_chain_s)
+
+
+def main() -> None:
+    figures = asyncio.run(measure())
+    independent = statistics.median(figures.independent_s)
+    fan_out = statistics.median(figures.fan_out_s)
+    per_step = statistics.median(figures.chain_s) / CHAIN_STEPS * 1000
+    dbos_per_step = statistics.median(figures.dbos_chain_s) / CHAIN_STEPS * 1000
+    rows = [
+        ("1,000 independent no-op ActionRuns", f"{independent:.2f} s", "anchor", ""),
+        ("1,000-item fan-out (one for_each step)", f"{fan_out:.2f} s", f"{fan_out / independent:.2f}x", "≤ 1.5x"),
+        ("DBOS: 200-step workflow, per step", f"{dbos_per_step:.2f} ms", "anchor", ""),
+        ("200-step chain, per step", f"{per_step:.2f} ms", f"{per_step / dbos_per_step:.2f}x", "< 1x"),
+    ]
+    print(f"PostgreSQL, {WORKERS} vai worker processes x concurrency {CONCURRENCY}, median of {ROUNDS} rounds")
+    print(f"{'measure':<42} {'time':>10} {'ratio':>8} {'target':>8}")
+    for name, value, ratio, target in rows:
+        print(f"{name:<42} {value:>10} {ratio:>8} {target:>8}")
+
+
+if __name__ == "__main__":
+    main()
