@@ -115,7 +115,7 @@ class RunExecutor:
             attempt=run.attempt,
             cancel=control.cancel,
             data_dir=self.settings.data_dir,
-            options={"http_allow_loopback": bool(getattr(self.settings, "http_allow_loopback", False))},
+            options={"http_allow_loopback": self.settings.http_allow_loopback},
             _emit=self._emitter(control),
             _resolve=self._resolver(run.tenant_id),
             _loop=loop,
@@ -172,7 +172,9 @@ class RunExecutor:
             return Outcome("completed", output=output)
         if isinstance(exc, Cancelled) or cancel_requested:
             return Outcome("cancelled", error=_cancel_error(forced=False))
-        return Outcome("failed", error=error_of(exc))
+        # An error may say that another attempt cannot help (``virtuousai.net``: a blocked destination, an invalid
+        # URL, a redirect loop): then the run fails now instead of spending its remaining attempts.
+        return Outcome("failed", error=error_of(exc), retryable=bool(getattr(exc, "retryable", True)))
 
     async def _record(self, control: RunControl, outcome: Outcome, policy: RetryPolicy) -> None:
         run = control.run
