@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import logging
 
+from virtuousai.actions.tables import RunOrigin
 from virtuousai.automations.engine import AutomationEngine
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.runtime.supervisor import Runtime
+from virtuousai.store.drivers import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ class AutomationServices:
     async def start(self) -> None:
         if not self.runtime.workers:
             return
-        self.runtime.on_run_finished.append(self.engine.on_action_run_finished)
+        self.runtime.on_run_finished.append(self.on_run_finished)
         self._tasks = [
             asyncio.create_task(self._sweep_loop(), name="automations:sweep"),
             asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),
@@ -37,8 +39,18 @@ class AutomationServices:
     async def stop(self) -> None:
         self._stop.set()
         with contextlib.suppress(ValueError):
-            self.runtime.on_run_finished.remove(self.engine.on_action_run_finished)
+            self.runtime.on_run_finished.remove(self.on_run_finished)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def on_run_finished(self, finished: Wakeup) -> None:
+        """Every process hears every run finish: act only on runs an automation waits on, and without a query when
+        the wake-up says whose the run is (the sweep still catches anything a lost wake-up would strand)."""
+        if finished.origin and finished.origin != RunOrigin.automation:
+            return  # an API, agent, chat or schedule run: no automation waits on it
+        if finished.tenant_id and finished.automation_run_id:
+            await self.engine.advance_coalesced(finished.tenant_id, finished.automation_run_id)
+        else:
+            await self.engine.on_action_run_finished(finished.run_id)  # the publisher did not say: look it up
 
     async def _sweep_loop(self) -> None:
         while not self._stop.is_set():

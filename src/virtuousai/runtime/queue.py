@@ -1,5 +1,7 @@
 """Every statement a worker runs about the queue, each in its own short transaction, so the worker loop itself
-never writes SQL. The dialect-specific claim comes from the driver; the rest is portable SQLAlchemy Core."""
+never writes SQL. The dialect-specific claim comes from the driver (in the driver's ``batch_session``: one
+statement, no BEGIN/COMMIT on PostgreSQL); the rest is portable SQLAlchemy Core. Outcomes are written by
+``runtime/recorder.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import RunStatus
-from virtuousai.runtime.transition import append_claim_events
+from virtuousai.runtime.transition import claim_events
 from virtuousai.store.drivers import ClaimedRun, RunQueueDriver
 from virtuousai.store.engine import transaction
 from virtuousai.timeutil import utcnow
@@ -36,17 +38,16 @@ class RunQueue:
     ) -> list[ClaimedRun]:
         """Claim up to ``limit`` runs and append their RUNNING events, in one transaction."""
         now = now or utcnow()
-        async with transaction(self.sessions) as session:
-            claimed = await self.driver.claim_runs(
+        async with self.driver.batch_session(self.sessions) as session:
+            return await self.driver.claim_runs(
                 session,
                 owner=owner,
                 limit=limit,
                 org_limit=org_limit,
                 now=now,
                 lease_until=now + timedelta(seconds=lease_s),
+                events=claim_events(owner, limit),
             )
-            append_claim_events(session, owner, claimed, now)
-        return claimed
 
     async def renew_leases(self, leases: Mapping[str, int], *, lease_s: float) -> dict[str, LeaseStatus]:
         """Extend every lease still held (``run_id → token``); a run missing from the answer was lost."""

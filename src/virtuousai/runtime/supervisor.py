@@ -22,9 +22,11 @@ from virtuousai.store.drivers import Wakeup, driver_for, hub_for
 
 log = logging.getLogger(__name__)
 
-# Called with the id of every run that reached a terminal state (in this process, or — on PostgreSQL — in any).
+# Called with the ``finished`` wake-up of every run that reached a terminal state (in this process, or — on
+# PostgreSQL — in any): ``run_id``, ``tenant_id``, ``origin`` and ``automation_run_id``, so a hook skips the runs it
+# does not wait on without a query (``origin`` is empty when the publisher did not know it: look the run up).
 # Delivery is a hint like every wake-up: a subscriber that must not miss one also re-reads the runs it awaits.
-RunFinishedHook = Callable[[str], Awaitable[None]]
+RunFinishedHook = Callable[[Wakeup], Awaitable[None]]
 
 
 class Runtime:
@@ -94,12 +96,12 @@ class Runtime:
         if wakeup.topic != "finished" or not self.on_run_finished:
             return
         for hook in list(self.on_run_finished):
-            task = asyncio.create_task(self._call_hook(hook, wakeup.run_id))
+            task = asyncio.create_task(self._call_hook(hook, wakeup))
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_tasks.discard)
 
-    async def _call_hook(self, hook: RunFinishedHook, run_id: str) -> None:
+    async def _call_hook(self, hook: RunFinishedHook, finished: Wakeup) -> None:
         try:
-            await hook(run_id)
+            await hook(finished)
         except Exception:
-            log.exception("on_run_finished hook %r failed for run %s", hook, run_id)
+            log.exception("on_run_finished hook %r failed for run %s", hook, finished.run_id)

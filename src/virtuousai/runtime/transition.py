@@ -1,10 +1,14 @@
-"""The one function that moves an ActionRun between states, and the one that appends its events.
+"""The functions that move ActionRuns between states, and the one that appends their events.
 
 ``transition`` checks ``ALLOWED``, runs an UPDATE guarded by the expected status (and, for worker writes, the
 fencing ``lease_token``) and appends the event row, all in the caller's transaction. Zero rows updated means the
 run is no longer what the caller thought (another worker owns it, the watchdog re-queued it, an admin cancelled
-it): ``LeaseLost``, and the caller stops touching that run. The claim (PENDING → RUNNING, many rows at once) is the
-one move made in the drivers' SQL; it appends its events through ``append_claim_events`` below.
+it): ``LeaseLost``, and the caller stops touching that run.
+
+Two moves touch many runs in one statement, for throughput, and are written in the drivers' SQL: the claim
+(PENDING → RUNNING, with ``claim_events``) and ``finish_runs`` (a worker's outcomes, RUNNING → anything, each row
+fenced by its own token). Both check the same ``ALLOWED`` table here, and decide the event data and wake-ups here,
+before the SQL runs; the SQL carries only the guards.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from virtuousai.actions.tables import ActionRun, ActionRunEvent
 from virtuousai.ids import new_id
 from virtuousai.runtime.states import TERMINAL, RunStatus, check_transition
-from virtuousai.store.drivers import ClaimedRun, Wakeup, driver_for_session
+from virtuousai.store.drivers import ClaimedRun, ClaimEvents, RunFinish, Wakeup, driver_for_session
 from virtuousai.timeutil import utcnow
 
 STATUS_EVENT = "status"
@@ -80,23 +84,85 @@ async def transition(
         sa.update(ActionRun)
         .where(ActionRun.id == run.id, ActionRun.tenant_id == run.tenant_id, ActionRun.status == run.status, *where)
         .values(changes)
-        .returning(ActionRun.last_event_seq)
+        .returning(ActionRun.last_event_seq, ActionRun.origin, ActionRun.automation_run_id)
         .execution_options(synchronize_session=False)
     )
     if token is not None:
         stmt = stmt.where(ActionRun.lease_token == token)
-    seq = (await session.execute(stmt)).scalar_one_or_none()
-    if seq is None:
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
         raise LeaseLost(f"run {run.id} is no longer {run.status.value}" + (f" under token {token}" if token else ""))
+    seq, origin, automation_run_id = row
     data = {"from": run.status.value, "to": to.value, **(event or {})}
     session.add(_event(run.tenant_id, run.id, seq, STATUS_EVENT, data, now))
     await session.flush()
-    driver = driver_for_session(session)
-    if to is RunStatus.PENDING:
-        await driver.publish(session, Wakeup("enqueued", run.id))
-    elif to in TERMINAL:
-        await driver.publish(session, Wakeup("finished", run.id))
+    wakeup = wakeup_after(to, run.id, run.tenant_id, str(origin), automation_run_id)
+    if wakeup is not None:
+        await driver_for_session(session).publish(session, wakeup)
     return int(seq)
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A worker's outcome for one run it holds: the move out of RUNNING, fenced by the claim's ``token``."""
+
+    run: ClaimedRun
+    to: RunStatus
+    event: Mapping[str, Any]  # added to the status event's ``{from, to}``
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    available_at: datetime | None = None  # back to PENDING: claimable from then
+    give_back_attempt: bool = False  # released on shutdown: not the run's fault
+
+
+async def finish_runs(session: AsyncSession, finishes: Sequence[Finish], *, now: datetime) -> set[str]:
+    """Record several workers' outcomes in the caller's transaction (group commit): each run moves only if its own
+    token still holds, with its status event and wake-up. Returns the ids that moved; any other run failed its
+    guard (its lease was lost) and changed nothing."""
+    rows: list[RunFinish] = []
+    for f in finishes:
+        check_transition(RunStatus.RUNNING, f.to)
+        wakeup = wakeup_after(f.to, f.run.id, f.run.tenant_id, f.run.origin, f.run.automation_run_id)
+        if wakeup is None:  # every move out of RUNNING wakes someone; the table would have to change first
+            raise ValueError(f"no wake-up for RUNNING → {f.to.value}")
+        rows.append(
+            RunFinish(
+                run_id=f.run.id,
+                tenant_id=f.run.tenant_id,
+                lease_token=f.run.lease_token,
+                status=f.to.value,
+                output=f.output,
+                error=f.error,
+                available_at=f.available_at,
+                finished_at=now if f.to in TERMINAL else None,
+                attempt_delta=-1 if f.give_back_attempt else 0,
+                event_id=new_id("evt"),
+                event_data={"from": RunStatus.RUNNING.value, "to": f.to.value, **f.event},
+                wakeup=wakeup,
+            )
+        )
+    if not rows:
+        return set()
+    return await driver_for_session(session).finish_runs_if_owned(session, rows, now=now)
+
+
+def claim_events(owner: str, limit: int) -> ClaimEvents:
+    """What a claim of up to ``limit`` runs appends: PENDING → RUNNING (the one move of the claim), by ``owner``."""
+    check_transition(RunStatus.PENDING, RunStatus.RUNNING)
+    data = {"from": RunStatus.PENDING.value, "to": RunStatus.RUNNING.value, "worker": owner}
+    return ClaimEvents(event_ids=[new_id("evt") for _ in range(limit)], data=data)
+
+
+def wakeup_after(
+    to: RunStatus, run_id: str, tenant_id: str, origin: str, automation_run_id: str | None
+) -> Wakeup | None:
+    """The wake-up a move publishes: PENDING — workers, there is work; terminal — waiters and hooks, with whose run
+    it is so other processes can ignore it without a query."""
+    if to is RunStatus.PENDING:
+        return Wakeup("enqueued", run_id)
+    if to in TERMINAL:
+        return Wakeup("finished", run_id, tenant_id=tenant_id, origin=origin, automation_run_id=automation_run_id or "")
+    return None
 
 
 async def append_event(
@@ -123,14 +189,6 @@ async def append_event(
     session.add(_event(run.tenant_id, run.id, seq, kind, dict(data), utcnow()))
     await session.flush()
     return int(seq)
-
-
-def append_claim_events(session: AsyncSession, owner: str, claimed: Sequence[ClaimedRun], now: datetime) -> None:
-    """The PENDING → RUNNING events of one claim (their numbers were handed out by the claim statement)."""
-    for run in claimed:
-        data = {"from": RunStatus.PENDING.value, "to": RunStatus.RUNNING.value, "attempt": run.attempt}
-        data["worker"] = owner
-        session.add(_event(run.tenant_id, run.id, run.event_seq, STATUS_EVENT, data, now))
 
 
 def _event(tenant_id: str, run_id: str, seq: int, kind: str, data: dict[str, Any], now: datetime) -> ActionRunEvent:

@@ -1,7 +1,8 @@
 """``Worker``: the claim-and-dispatch loop, with two side tasks.
 
-- the loop claims up to ``claim_batch_size`` runs while it has free slots, hands each to ``RunExecutor`` as a task,
-  then waits for a wake-up (enqueued / a slot freed), the poll interval, or stop — whichever comes first;
+- the loop claims up to ``claim_batch_size`` runs (and at most half its slots) while it has free slots, hands each
+  to ``RunExecutor`` as a task, then waits for a wake-up (enqueued / a slot freed), the poll interval, or stop —
+  whichever comes first;
 - ``heartbeat`` renews the leases of in-flight runs every third of the lease; a run missing from the answer was
   lost (its executor stops at once, writing nothing), a run with ``cancel_requested_at`` gets its token tripped;
 - ``abort poller`` looks for cancel requests every poll interval, and at once on a ``cancel`` wake-up, so
@@ -53,8 +54,12 @@ class Worker:
         self.name = name or worker_name()
         self.settings = settings
         self.concurrency = concurrency
+        # At most half the slots per claim, so a worker is never idle between batches: while one batch's outcomes
+        # are being recorded, the other half of the slots are already claimed and running (double buffering; a
+        # batch as large as the concurrency measured ~10 % slower on no-op work).
+        self.claim_batch = max(1, min(settings.claim_batch_size, concurrency // 2))
         self.queue = RunQueue(sessions, driver)
-        self.executor = RunExecutor(sessions, registry, settings, owner=self.name)
+        self.executor = RunExecutor(sessions, registry, settings, owner=self.name, driver=driver)
         self.hub = hub
         self.in_flight: dict[str, RunControl] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,7 +109,7 @@ class Worker:
                 try:
                     claimed = await self.queue.claim(
                         owner=self.name,
-                        limit=min(free, self.settings.claim_batch_size),
+                        limit=min(free, self.claim_batch),
                         org_limit=self.settings.per_org_concurrency,
                         lease_s=self.settings.lease_s,
                     )
@@ -112,7 +117,7 @@ class Worker:
                     log.exception("worker %s: claim failed; retrying after the poll interval", self.name)
                 for run in claimed:
                     self._dispatch(run)
-            if claimed and len(claimed) == min(free, self.settings.claim_batch_size):
+            if claimed and len(claimed) == min(free, self.claim_batch):
                 continue  # a full batch: there may be more waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)

@@ -3,23 +3,35 @@
 Everything portable (lease renewal, guarded transitions, the watchdog's scan) is written once with SQLAlchemy Core
 in ``virtuousai.runtime``; a driver holds only
 
-- ``claim_runs``: take up to N claimable runs in one statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a guarded
-  ``UPDATE … WHERE id IN (SELECT … LIMIT) RETURNING`` on SQLite, which has one writer at a time anyway);
-- ``publish``: send a wake-up when the caller's transaction commits (``NOTIFY`` / an in-process signal);
+- ``claim_runs``: take up to N claimable runs and append their RUNNING events (PostgreSQL: one statement, a CTE with
+  ``FOR UPDATE SKIP LOCKED`` whose events are inserted by a data-modifying CTE; SQLite: a guarded
+  ``UPDATE … WHERE id IN (SELECT … LIMIT) RETURNING``, which has one writer at a time anyway, then the events);
+- ``finish_runs_if_owned``: record several runs' outcomes, each row guarded by its own lease token, with their
+  status events and wake-ups (PostgreSQL: one ``UPDATE … FROM unnest(…)`` statement that also inserts the events
+  and sends the NOTIFYs; SQLite: one guarded UPDATE per run, where a statement costs no round trip);
+- ``batch_session``: where those two run — PostgreSQL runs each as one statement, atomic on its own, so it needs no
+  BEGIN and COMMIT around it (two round trips fewer per batch); SQLite runs them in a transaction;
+- ``publish``: send wake-ups when the caller's transaction commits (``NOTIFY`` / an in-process signal);
 - ``listen``: feed this process's ``WakeupHub`` from other processes (``LISTEN``; nothing to do on SQLite).
 
-The SQL names the ``action_runs`` columns the runtime relies on; the table itself is declared in
-``virtuousai/actions/tables.py``.
+The SQL names the ``action_runs`` and ``action_run_events`` columns the runtime relies on; the tables are declared in
+``virtuousai/actions/tables.py``. The callers decide every value (the states, from the one transition table; the
+event data; the event ids): the SQL carries only the guards.
+
+Round trips are the cost of a queue (a no-op run is two writes of one row), so the hot statements take a whole batch
+in parallel arrays — one parameter per column, however many runs, so one prepared statement serves every size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from virtuousai.store.base import JSONDoc, UTCDateTime
 from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub, hub_for
@@ -43,12 +55,15 @@ class ClaimedRun:
     cancel_requested_at: datetime | None
     requires_approval: bool
     approved_inputs_hash: str | None
-    event_seq: int  # the number of the RUNNING event the claimer appends
+    event_seq: int  # the number of its RUNNING event
+    origin: str  # whose run it is, for the ``finished`` wake-up
+    automation_run_id: str | None
 
 
 # The columns every claim returns, typed so both dialects hand back the same Python values.
 CLAIM_RETURNING = """id, tenant_id, kind, inputs, inputs_hash, attempt, max_attempts, timeout_s, priority, lease_token,
-    lease_expires_at, cancel_requested_at, requires_approval, approved_inputs_hash, last_event_seq"""
+    lease_expires_at, cancel_requested_at, requires_approval, approved_inputs_hash, last_event_seq, origin,
+    automation_run_id"""
 CLAIM_RESULT_TYPES: dict[str, Any] = {
     "id": sa.String,
     "tenant_id": sa.String,
@@ -65,6 +80,8 @@ CLAIM_RESULT_TYPES: dict[str, Any] = {
     "requires_approval": sa.Boolean,
     "approved_inputs_hash": sa.String,
     "last_event_seq": sa.Integer,
+    "origin": sa.String,
+    "automation_run_id": sa.String,
 }
 CLAIM_PARAM_TYPES = (
     sa.bindparam("now", type_=UTCDateTime()),
@@ -90,11 +107,46 @@ def claimed_from_row(row: sa.Row[Any]) -> ClaimedRun:
         requires_approval=bool(m["requires_approval"]),
         approved_inputs_hash=m["approved_inputs_hash"],
         event_seq=m["last_event_seq"],
+        origin=m["origin"],
+        automation_run_id=m["automation_run_id"],
     )
+
+
+@dataclass(frozen=True)
+class RunFinish:
+    """One worker outcome to record: the run leaves RUNNING for ``status`` if ``lease_token`` still holds, with its
+    status event and wake-up. The values are decided (and the move checked against the state table) by
+    ``virtuousai.runtime.transition.finish_runs``."""
+
+    run_id: str
+    tenant_id: str
+    lease_token: int
+    status: str
+    output: dict[str, Any] | None
+    error: dict[str, Any] | None
+    available_at: datetime | None  # PENDING again: claimable from then (None: unchanged)
+    finished_at: datetime | None  # terminal: when
+    attempt_delta: int  # -1 gives the attempt back (a run released on shutdown), else 0
+    event_id: str
+    event_data: dict[str, Any]
+    wakeup: Wakeup  # published at commit if the run moved
+
+
+@dataclass(frozen=True)
+class ClaimEvents:
+    """The status events a claim appends: ``data`` plus each run's ``attempt``, with ids taken in order."""
+
+    event_ids: Sequence[str]  # at least as many as the claim's limit
+    data: dict[str, Any]
 
 
 class RunQueueDriver(Protocol):
     dialect: str
+
+    def batch_session(self, sessions: async_sessionmaker[AsyncSession]) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session for one ``claim_runs`` or ``finish_runs_if_owned`` call: its work is committed when the block
+        ends without an error and discarded otherwise."""
+        ...
 
     async def claim_runs(
         self,
@@ -105,13 +157,23 @@ class RunQueueDriver(Protocol):
         org_limit: int,
         now: datetime,
         lease_until: datetime,
+        events: ClaimEvents,
     ) -> list[ClaimedRun]:
         """Move up to ``limit`` claimable runs to RUNNING for ``owner``, highest priority first, never letting an
-        organization exceed ``org_limit`` running runs. Runs in the caller's transaction."""
+        organization exceed ``org_limit`` running runs, and append their status events. Runs in the caller's
+        transaction."""
         ...
 
-    async def publish(self, session: AsyncSession, wakeup: Wakeup) -> None:
-        """Deliver ``wakeup`` when the session's transaction commits (dropped if it rolls back)."""
+    async def finish_runs_if_owned(
+        self, session: AsyncSession, finishes: Sequence[RunFinish], *, now: datetime
+    ) -> set[str]:
+        """Move each run that is still RUNNING under its ``lease_token``, append its status event (numbered by the
+        run's counter) and publish its wake-up at commit; return the ids that moved. The others change nothing
+        (their lease was lost). Runs in the caller's transaction."""
+        ...
+
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+        """Deliver ``wakeups`` when the session's transaction commits (dropped if it rolls back)."""
         ...
 
     async def listen(self, hub: WakeupHub) -> None:
@@ -138,4 +200,14 @@ def driver_for_session(session: AsyncSession) -> RunQueueDriver:
     return driver_for(bind)
 
 
-__all__ = ["ClaimedRun", "RunQueueDriver", "Wakeup", "WakeupHub", "driver_for", "driver_for_session", "hub_for"]
+__all__ = [
+    "ClaimEvents",
+    "ClaimedRun",
+    "RunFinish",
+    "RunQueueDriver",
+    "Wakeup",
+    "WakeupHub",
+    "driver_for",
+    "driver_for_session",
+    "hub_for",
+]

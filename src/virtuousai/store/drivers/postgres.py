@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from virtuousai.store.base import UTCDateTime
 from virtuousai.store.drivers import (
     CLAIM_PARAM_TYPES,
     CLAIM_RESULT_TYPES,
     CLAIM_RETURNING,
     ClaimedRun,
+    ClaimEvents,
+    RunFinish,
     claimed_from_row,
 )
 from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub
@@ -28,7 +33,8 @@ CHANNEL = "vai_action_runs"
 # claim_runs: organizations at their limit are skipped while scanning (so their backlog cannot hide other
 # organizations' runs); within the batch, row_number() keeps each organization under the limit. Two workers
 # claiming at the same instant may each count the same running rows, so the limit is exact per statement and may
-# be exceeded by at most one batch under contention (documented in docs/runtime.md).
+# be exceeded by at most one batch under contention (documented in docs/runtime.md). The RUNNING events are
+# inserted by the same statement (a data-modifying CTE), taking the caller's event ids in order.
 CLAIM_SQL = (
     sa.text(
         f"""
@@ -51,23 +57,76 @@ WITH running AS (
     WHERE ranked.slot <= :org_limit
     ORDER BY ranked.priority DESC, ranked.available_at, ranked.id
     LIMIT :batch
+), claimed AS (
+    UPDATE action_runs SET
+        status = 'RUNNING',
+        attempt = action_runs.attempt + 1,
+        lease_token = action_runs.lease_token + 1,
+        lease_owner = :owner,
+        lease_expires_at = :lease_until,
+        started_at = :now,
+        updated_at = :now,
+        last_event_seq = action_runs.last_event_seq + 1
+    FROM chosen WHERE action_runs.id = chosen.id
+    RETURNING {", ".join("action_runs." + c.strip() for c in CLAIM_RETURNING.split(","))}
+), events AS (
+    INSERT INTO action_run_events (id, tenant_id, run_id, seq, kind, data, created_at)
+    SELECT event.id, numbered.tenant_id, numbered.id, numbered.last_event_seq, 'status',
+           CAST(:event_data AS jsonb) || jsonb_build_object('attempt', numbered.attempt), :now
+    FROM (SELECT claimed.*, row_number() OVER (ORDER BY claimed.id) AS n FROM claimed) AS numbered
+    JOIN unnest(CAST(:event_ids AS text[])) WITH ORDINALITY AS event(id, n) ON event.n = numbered.n
 )
-UPDATE action_runs SET
-    status = 'RUNNING',
-    attempt = action_runs.attempt + 1,
-    lease_token = action_runs.lease_token + 1,
-    lease_owner = :owner,
-    lease_expires_at = :lease_until,
-    started_at = :now,
-    updated_at = :now,
-    last_event_seq = action_runs.last_event_seq + 1
-FROM chosen WHERE action_runs.id = chosen.id
-RETURNING {", ".join("action_runs." + c.strip() for c in CLAIM_RETURNING.split(","))}
+SELECT * FROM claimed
 """
     )
     .bindparams(*CLAIM_PARAM_TYPES)
     .columns(**CLAIM_RESULT_TYPES)
 )
+
+# finish_runs_if_owned: every outcome of a group commit in one statement — the guarded UPDATE, the status events
+# and the NOTIFYs. Each row keeps its own guard, so a run whose lease was lost changes nothing, gets no event and
+# no wake-up, and is absent from the answer.
+FINISH_SQL = sa.text(
+    """
+WITH moved AS (
+    UPDATE action_runs AS r SET
+        status = v.status,
+        output = v.output::jsonb,
+        error = v.error::jsonb,
+        available_at = coalesce(v.available_at, r.available_at),
+        finished_at = v.finished_at,
+        attempt = r.attempt + v.attempt_delta,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        updated_at = :now,
+        last_event_seq = r.last_event_seq + 1
+    FROM unnest(
+        CAST(:ids AS text[]), CAST(:tenant_ids AS text[]), CAST(:tokens AS bigint[]), CAST(:statuses AS text[]),
+        CAST(:outputs AS text[]), CAST(:errors AS text[]), CAST(:available_ats AS timestamptz[]),
+        CAST(:finished_ats AS timestamptz[]), CAST(:attempt_deltas AS integer[]), CAST(:event_ids AS text[]),
+        CAST(:event_data AS text[]), CAST(:wakeups AS text[])
+    ) AS v(id, tenant_id, token, status, output, error, available_at, finished_at, attempt_delta, event_id,
+           event_data, wakeup)
+    WHERE r.id = v.id AND r.tenant_id = v.tenant_id AND r.lease_token = v.token AND r.status = 'RUNNING'
+    RETURNING r.id, r.tenant_id, r.last_event_seq, v.event_id, v.event_data, v.wakeup
+), events AS (
+    INSERT INTO action_run_events (id, tenant_id, run_id, seq, kind, data, created_at)
+    SELECT event_id, tenant_id, id, last_event_seq, 'status', event_data::jsonb, :now FROM moved
+)
+SELECT id, pg_notify(:channel, wakeup)::text AS notified FROM moved
+"""
+).bindparams(sa.bindparam("now", type_=UTCDateTime()))
+
+# One round trip for any number of wake-ups (each stays its own notification).
+NOTIFY_SQL = sa.text("SELECT count(pg_notify(:channel, payload)) FROM unnest(CAST(:payloads AS text[])) AS payload")
+
+
+def _json_or_none(doc: dict[str, Any] | None) -> str | None:
+    return None if doc is None else _json(doc)
+
+
+def _json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"))
 
 
 def asyncpg_dsn(url: sa.URL) -> str:
@@ -81,6 +140,14 @@ class PostgresRunQueue:
         self.url = url
         self.reconnect_delay_s = reconnect_delay_s
 
+    @contextlib.asynccontextmanager
+    async def batch_session(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+        # claim_runs and finish_runs_if_owned are one statement each (their events and NOTIFYs included), atomic on
+        # their own: no BEGIN/COMMIT round trips around them.
+        async with sessions() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+
     async def claim_runs(
         self,
         session: AsyncSession,
@@ -90,6 +157,7 @@ class PostgresRunQueue:
         org_limit: int,
         now: datetime,
         lease_until: datetime,
+        events: ClaimEvents,
     ) -> list[ClaimedRun]:
         params: dict[str, Any] = {
             "owner": owner,
@@ -99,13 +167,40 @@ class PostgresRunQueue:
             "org_limit": org_limit,
             "now": now,
             "lease_until": lease_until,
+            "event_ids": list(events.event_ids[:limit]),
+            "event_data": _json(events.data),
         }
         rows = (await session.execute(CLAIM_SQL, params)).all()
         return sorted((claimed_from_row(r) for r in rows), key=lambda run: (-run.priority, run.id))
 
-    async def publish(self, session: AsyncSession, wakeup: Wakeup) -> None:
+    async def finish_runs_if_owned(
+        self, session: AsyncSession, finishes: Sequence[RunFinish], *, now: datetime
+    ) -> set[str]:
+        if not finishes:
+            return set()
+        params: dict[str, Any] = {
+            "now": now,
+            "channel": CHANNEL,
+            "ids": [f.run_id for f in finishes],
+            "tenant_ids": [f.tenant_id for f in finishes],
+            "tokens": [f.lease_token for f in finishes],
+            "statuses": [f.status for f in finishes],
+            "outputs": [_json_or_none(f.output) for f in finishes],
+            "errors": [_json_or_none(f.error) for f in finishes],
+            "available_ats": [f.available_at for f in finishes],
+            "finished_ats": [f.finished_at for f in finishes],
+            "attempt_deltas": [f.attempt_delta for f in finishes],
+            "event_ids": [f.event_id for f in finishes],
+            "event_data": [_json(f.event_data) for f in finishes],
+            "wakeups": [f.wakeup.encode() for f in finishes],
+        }
+        return {run_id for run_id, _ in (await session.execute(FINISH_SQL, params)).all()}
+
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
         # NOTIFY is transactional: listeners hear it at commit, never for a rolled-back change.
-        await session.execute(sa.select(sa.func.pg_notify(CHANNEL, wakeup.encode())))
+        if wakeups:
+            params = {"channel": CHANNEL, "payloads": [wakeup.encode() for wakeup in wakeups]}
+            await session.execute(NOTIFY_SQL, params)
 
     async def listen(self, hub: WakeupHub) -> None:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:

@@ -7,21 +7,27 @@ per-organization limit is exact. Wake-ups reach only this process; other process
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from virtuousai.store.base import JSONDoc, UTCDateTime
 from virtuousai.store.drivers import (
     CLAIM_PARAM_TYPES,
     CLAIM_RESULT_TYPES,
     CLAIM_RETURNING,
     ClaimedRun,
+    ClaimEvents,
+    RunFinish,
     claimed_from_row,
 )
 from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub, hub_for
+from virtuousai.store.engine import transaction
 
 CLAIM_SQL = (
     sa.text(
@@ -63,11 +69,48 @@ RETURNING {CLAIM_RETURNING}
 )
 
 
+# finish_runs_if_owned, one run at a time: SQLite runs in process, so a statement costs no round trip, and the
+# transaction (one commit for the whole group) is what batching saves.
+FINISH_SQL = sa.text(
+    """
+UPDATE action_runs SET
+    status = :status,
+    output = :output,
+    error = :error,
+    available_at = coalesce(:available_at, available_at),
+    finished_at = :finished_at,
+    attempt = attempt + :attempt_delta,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    updated_at = :now,
+    last_event_seq = last_event_seq + 1
+WHERE id = :id AND tenant_id = :tenant_id AND lease_token = :token AND status = 'RUNNING'
+RETURNING last_event_seq
+"""
+).bindparams(
+    sa.bindparam("now", type_=UTCDateTime()),
+    sa.bindparam("available_at", type_=UTCDateTime()),
+    sa.bindparam("finished_at", type_=UTCDateTime()),
+    sa.bindparam("output", type_=JSONDoc),
+    sa.bindparam("error", type_=JSONDoc),
+)
+
+EVENT_SQL = sa.text(
+    """
+INSERT INTO action_run_events (id, tenant_id, run_id, seq, kind, data, created_at)
+VALUES (:id, :tenant_id, :run_id, :seq, 'status', :data, :created_at)
+"""
+).bindparams(sa.bindparam("data", type_=JSONDoc), sa.bindparam("created_at", type_=UTCDateTime()))
+
+
 class SqliteRunQueue:
     dialect = "sqlite"
 
     def __init__(self, url: sa.URL) -> None:
         self.url = url
+
+    def batch_session(self, sessions: async_sessionmaker[AsyncSession]) -> AbstractAsyncContextManager[AsyncSession]:
+        return transaction(sessions)  # an UPDATE and an INSERT: they commit together
 
     async def claim_runs(
         self,
@@ -78,6 +121,7 @@ class SqliteRunQueue:
         org_limit: int,
         now: datetime,
         lease_until: datetime,
+        events: ClaimEvents,
     ) -> list[ClaimedRun]:
         params: dict[str, Any] = {
             "owner": owner,
@@ -88,13 +132,68 @@ class SqliteRunQueue:
             "lease_until": lease_until,
         }
         rows = (await session.execute(CLAIM_SQL, params)).all()
-        return sorted((claimed_from_row(r) for r in rows), key=lambda run: (-run.priority, run.id))
+        claimed = sorted((claimed_from_row(r) for r in rows), key=lambda run: (-run.priority, run.id))
+        # The same numbering as PostgreSQL's: event ids in the order of the run ids.
+        event_rows = [
+            {
+                "id": event_id,
+                "tenant_id": run.tenant_id,
+                "run_id": run.id,
+                "seq": run.event_seq,
+                "data": events.data | {"attempt": run.attempt},
+                "created_at": now,
+            }
+            for event_id, run in zip(events.event_ids, sorted(claimed, key=lambda run: run.id), strict=False)
+        ]
+        if event_rows:
+            await session.execute(EVENT_SQL, event_rows)
+        return claimed
 
-    async def publish(self, session: AsyncSession, wakeup: Wakeup) -> None:
+    async def finish_runs_if_owned(
+        self, session: AsyncSession, finishes: Sequence[RunFinish], *, now: datetime
+    ) -> set[str]:
+        moved: list[RunFinish] = []
+        event_rows: list[dict[str, Any]] = []
+        for f in finishes:
+            params: dict[str, Any] = {
+                "now": now,
+                "id": f.run_id,
+                "tenant_id": f.tenant_id,
+                "token": f.lease_token,
+                "status": f.status,
+                "output": f.output,
+                "error": f.error,
+                "available_at": f.available_at,
+                "finished_at": f.finished_at,
+                "attempt_delta": f.attempt_delta,
+            }
+            seq = (await session.execute(FINISH_SQL, params)).scalar_one_or_none()
+            if seq is None:
+                continue  # the guard failed: the lease was lost
+            moved.append(f)
+            event_rows.append(
+                {
+                    "id": f.event_id,
+                    "tenant_id": f.tenant_id,
+                    "run_id": f.run_id,
+                    "seq": seq,
+                    "data": f.event_data,
+                    "created_at": now,
+                }
+            )
+        if event_rows:
+            await session.execute(EVENT_SQL, event_rows)
+            await self.publish(session, *(f.wakeup for f in moved))
+        return {f.run_id for f in moved}
+
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+        if not wakeups:
+            return
         hub = hub_for(self.url)
 
         def on_commit(_session: Session) -> None:
-            hub.publish(wakeup)
+            for wakeup in wakeups:
+                hub.publish(wakeup)
 
         sa.event.listen(session.sync_session, "after_commit", on_commit, once=True)
 
