@@ -5,34 +5,47 @@ of its ActionRuns finishes (the runtime's ``on_run_finished`` hook), on cancel, 
 on a timer (wake-ups are hints; the sweep makes a lost one cost a delay, never a stuck run).
 
 One ``advance`` is one transaction that holds the automation run's row lock (``FOR UPDATE`` on PostgreSQL; SQLite
-has one writer at a time), reads every step and every ActionRun of the run, and writes what follows: SKIPPED steps,
-new ActionRuns, finished steps, the run's own end. Each ActionRun carries the idempotency key
-``<automation_run_id>:<step_key>:<item index>`` (unique per organization), so a step is created once even if two
-processes evaluate the same run at the same moment; and because the ActionRuns are created in the same transaction
-as the step's state, a crash loses nothing: whatever committed is found again by the next ``advance``.
+has one writer at a time), reads every step and the ActionRuns of the running ones, and writes what follows:
+SKIPPED steps, new ActionRuns, finished steps, the run's own end — and commits once. Each ActionRun carries the
+idempotency key ``<automation_run_id>:<step_key>:<item index>`` (unique per organization), so a step is created
+once even if two processes evaluate the same run at the same moment; and because the ActionRuns are created in the
+same transaction as the step's state, a crash loses nothing: whatever committed is found again by the next
+``advance``. ``passes.py`` holds what a pass works with; ``step_runs.py`` creates the ActionRuns.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from virtuousai.actions.policy import overrides_of
 from virtuousai.actions.registry import KindRegistry, default_registry
 from virtuousai.actions.service import ActionRunService
-from virtuousai.actions.tables import RunOrigin
 from virtuousai.automations.expressions import ExpressionError, evaluate_condition, evaluate_template, render_value
-from virtuousai.automations.graph import StepGraph, build_graph
-from virtuousai.automations.repository import AutomationRunRepository, EngineLookup, StepActionRun
+from virtuousai.automations.passes import (
+    ACTIVE_ACTION_STATUSES,
+    Pass,
+    compiled_version,
+    end_open_steps,
+    move_run,
+    move_step,
+)
+from virtuousai.automations.repository import AutomationRunRepository, EngineLookup, StepActionRun, StepState
 from virtuousai.automations.spec import AutomationSpec, CronTrigger, Step, cron_trigger_key
-from virtuousai.automations.states import AutomationRunStatus, StepStatus, check_run_transition, check_step_transition
-from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationStepRun, AutomationVersion
+from virtuousai.automations.states import AutomationRunStatus, StepStatus
+from virtuousai.automations.step_runs import (
+    NewStepRun,
+    StepRunRequest,
+    insert_step_runs,
+    key_holders,
+    new_step_run,
+    publish_enqueued,
+)
+from virtuousai.automations.tables import AutomationRun
 from virtuousai.errors import Conflict, NotFound, ValidationFailed
-from virtuousai.ids import new_id
 from virtuousai.runtime.states import RunStatus
 from virtuousai.store.engine import transaction
 from virtuousai.store.tenant import TenantContext
@@ -41,8 +54,6 @@ from virtuousai.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-ACTIVE_ACTION_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL})
-
 
 def idempotency_key(automation_run_id: str, step_key: str, index: int) -> str:
     return f"{automation_run_id}:{step_key}:{index}"
@@ -50,117 +61,6 @@ def idempotency_key(automation_run_id: str, step_key: str, index: int) -> str:
 
 def item_index(key: str | None) -> int:
     return int((key or "").rsplit(":", 1)[-1])
-
-
-# -- the state machines, applied in one place each -------------------------------------------------------------
-
-
-def append_run_event(session: AsyncSession, run: AutomationRun, kind: str, data: dict[str, Any]) -> None:
-    """Number and stage an event; the caller holds the run's lock, so the counter cannot race."""
-    run.last_event_seq += 1
-    session.add(
-        AutomationRunEvent(
-            id=new_id("aevt"),
-            tenant_id=run.tenant_id,
-            automation_run_id=run.id,
-            seq=run.last_event_seq,
-            kind=kind,
-            data=data,
-            created_at=utcnow(),
-        )
-    )
-
-
-def move_run(session: AsyncSession, run: AutomationRun, to: AutomationRunStatus, **values: Any) -> None:
-    check_run_transition(run.status, to)
-    now = utcnow()
-    append_run_event(session, run, "run", {"from": run.status.value, "to": to.value, **_public(values)})
-    run.status, run.updated_at = to, now
-    if to is AutomationRunStatus.RUNNING:
-        run.started_at = now
-    if to.is_terminal:
-        run.finished_at = now
-    for name, value in values.items():
-        setattr(run, name, value)
-
-
-def move_step(
-    session: AsyncSession, run: AutomationRun, step: AutomationStepRun, to: StepStatus, **values: Any
-) -> None:
-    check_step_transition(step.status, to)
-    now = utcnow()
-    data = {"step": step.step_key, "from": step.status.value, "to": to.value, **_public(values)}
-    append_run_event(session, run, "step", data)
-    step.status = to
-    if to is StepStatus.RUNNING:
-        step.started_at = now
-    if to.is_terminal:
-        step.finished_at = now
-        step.started_at = step.started_at or now
-    for name, value in values.items():
-        setattr(step, name, value)
-
-
-def end_open_steps(
-    session: AsyncSession,
-    run: AutomationRun,
-    steps: dict[str, AutomationStepRun],
-    action_runs: dict[str, list[StepActionRun]],
-    reason: str,
-) -> list[str]:
-    """CANCEL every unfinished step; returns the ActionRuns still going, to be asked to stop after the commit."""
-    to_cancel: list[str] = []
-    for row in steps.values():
-        if row.status.is_terminal:
-            continue
-        to_cancel += [ar.id for ar in action_runs.get(row.step_key, []) if ar.status in ACTIVE_ACTION_STATUSES]
-        move_step(session, run, row, StepStatus.CANCELLED, reason=reason)
-    return to_cancel
-
-
-def _public(values: dict[str, Any]) -> dict[str, Any]:
-    # Events carry the why (error, reason), not the outputs, which can be large; GET the run for those.
-    return {k: v for k, v in values.items() if k in ("error", "reason", "item_count")}
-
-
-# -- one pass ----------------------------------------------------------------------------------------------------
-
-# Versions never change: each process parses a version's spec and builds its graph once, not on every pass.
-_COMPILED: OrderedDict[str, tuple[AutomationSpec, StepGraph]] = OrderedDict()
-_COMPILED_MAX = 256
-
-
-async def compiled_version(session: AsyncSession, version_id: str) -> tuple[AutomationSpec, StepGraph]:
-    """The spec and graph of a version (the caller read the run, in its tenant, that names ``version_id``)."""
-    if version_id in _COMPILED:
-        _COMPILED.move_to_end(version_id)
-        return _COMPILED[version_id]
-    version = await session.get(AutomationVersion, version_id)
-    assert version is not None  # runs reference their version (foreign key)
-    spec = AutomationSpec.model_validate(version.spec)
-    _COMPILED[version_id] = (spec, build_graph(spec))
-    if len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.popitem(last=False)
-    return _COMPILED[version_id]
-
-
-@dataclass
-class Pass:
-    """What one ``advance`` reads and decides."""
-
-    session: AsyncSession
-    run: AutomationRun
-    spec: AutomationSpec
-    graph: StepGraph
-    steps: dict[str, AutomationStepRun]
-    action_runs: dict[str, list[StepActionRun]]
-    to_cancel: list[str] = field(default_factory=list)
-
-    def scope(self, **extra: Any) -> dict[str, Any]:
-        steps = {key: {"status": row.status.value, "output": row.output} for key, row in self.steps.items()}
-        started = self.run.started_at or self.run.created_at
-        run = {"id": self.run.id, "started_at": started.isoformat(), "trigger": self.run.trigger}
-        return {"params": self.run.params, "steps": steps, "run": run, **extra}
 
 
 class AutomationEngine:
@@ -176,24 +76,30 @@ class AutomationEngine:
         finished_now = False
         async with transaction(self.sessions) as session:
             runs = AutomationRunRepository(session, tenant)
-            run = await runs.lock(run_id)
-            if run is None or run.status.is_terminal:
-                return None if run is None else run.status
-            spec, graph = await compiled_version(session, run.version_id)
+            locked = await runs.lock_for_pass(run_id)
+            if locked is None or locked[0].status.is_terminal:
+                return None if locked is None else locked[0].status
+            run, org_settings = locked
+            version = await compiled_version(session, run.version_id)
             if run.status is AutomationRunStatus.PENDING:
-                if await self._queued_behind_another(runs, run, spec):
+                if await self._queued_behind_another(runs, run, version.spec):
                     return run.status
                 move_run(session, run, AutomationRunStatus.RUNNING)
-                run.template_pins = await self._pin_templates(session, tenant, spec) or None
+                run.template_pins = await self._pin_templates(session, tenant, version.spec) or None
+            steps, action_runs = await runs.pass_view(run.id, version.read_outputs_of)
             state = Pass(
                 session=session,
                 run=run,
-                spec=spec,
-                graph=graph,
-                steps={row.step_key: row for row in await runs.steps(run.id)},
-                action_runs=await runs.step_action_runs(run.id),
+                version=version,
+                steps={row.step_key: row for row in steps},
+                action_runs=action_runs,
+                approval_overrides=overrides_of(org_settings),
             )
             await self._evaluate(state, tenant)
+            if changed := state.changed_steps():
+                await runs.write_steps(changed)
+            if state.enqueued:
+                await publish_enqueued(session, state.enqueued[0].id)
             finished_now = run.status.is_terminal
             status = run.status
             to_cancel, automation_id = list(state.to_cancel), run.automation_id
@@ -204,13 +110,12 @@ class AutomationEngine:
 
     async def _evaluate(self, state: Pass, tenant: TenantContext) -> None:
         fatal: str | None = None
-        spec_steps = {step.key: step for step in state.spec.steps}
-        for key in state.graph.order:
-            row, step = state.steps[key], spec_steps[key]
+        for key in state.version.graph.order:
+            row, step = state.steps[key], state.version.steps[key]
             if row.status is StepStatus.RUNNING:
                 await self._collect(state, tenant, row, step)
             elif row.status is StepStatus.PENDING:
-                dependencies = [state.steps[d] for d in state.graph.dependencies[key]]
+                dependencies = [state.steps[d] for d in state.version.graph.dependencies[key]]
                 if not all(d.status.is_terminal for d in dependencies):
                     continue
                 blocking = [d for d in dependencies if d.status is not StepStatus.COMPLETED]
@@ -237,8 +142,8 @@ class AutomationEngine:
 
     # -- starting a step -----------------------------------------------------------------------------------------
 
-    async def _launch(self, state: Pass, tenant: TenantContext, row: AutomationStepRun, step: Step) -> None:
-        scope = state.scope()
+    async def _launch(self, state: Pass, tenant: TenantContext, row: StepState, step: Step) -> None:
+        scope = state.scope(step.key)
         try:
             if step.when is not None and not evaluate_condition(step.when, scope):
                 move_step(state.session, state.run, row, StepStatus.SKIPPED, reason="`when` is false")
@@ -265,7 +170,7 @@ class AutomationEngine:
 
     # -- following a running step ----------------------------------------------------------------------------------
 
-    async def _collect(self, state: Pass, tenant: TenantContext, row: AutomationStepRun, step: Step) -> None:
+    async def _collect(self, state: Pass, tenant: TenantContext, row: StepState, step: Step) -> None:
         """Finish the step if its ActionRuns are done; else start the items it may start now."""
         existing = {item_index(ar.idempotency_key): ar for ar in state.action_runs.get(row.step_key, [])}
         total = 1 if row.item_count is None else row.item_count
@@ -275,13 +180,11 @@ class AutomationEngine:
             limit = step.max_parallel or total
             next_index = len(existing)  # items start in order, so the created ones are 0..n-1
             launch = range(next_index, min(total, next_index + max(0, limit - active)))
-            items = self._items(step, state.scope()) if row.item_count is not None else None
-            for index in launch:
-                created = await self._create_action_run(state, tenant, row, step, index, items)
-                if created is None:
-                    return  # the step failed (its inputs did not render or validate)
-                existing[index] = created
-                active += 1
+            started = await self._start_items(state, tenant, row, step, launch)
+            if started is None:
+                return  # the step failed (an item's inputs did not render or validate)
+            existing |= started
+            active += len(started)
         if active or (not failed and len(existing) < total):
             return
         attempts = sum(ar.attempt for ar in existing.values())
@@ -293,52 +196,71 @@ class AutomationEngine:
                 error |= {"items_failed": failed}
             move_step(state.session, state.run, row, StepStatus.FAILED, error=error, attempts=attempts)
             return
-        by_key = await AutomationRunRepository(state.session, tenant).step_outputs(state.run.id, row.step_key)
-        outputs = [by_key[existing[i].idempotency_key] for i in range(total)]
-        output = outputs if row.item_count is not None else outputs[0]
+        if row.item_count is None:
+            output = existing[0].output  # read with the pass (a single run's output)
+        else:
+            by_key = await AutomationRunRepository(state.session, tenant).step_outputs(state.run.id, row.step_key)
+            output = [by_key[existing[i].idempotency_key] for i in range(total)]
         move_step(state.session, state.run, row, StepStatus.COMPLETED, output=output, attempts=attempts)
 
-    async def _create_action_run(
-        self,
-        state: Pass,
-        tenant: TenantContext,
-        row: AutomationStepRun,
-        step: Step,
-        index: int,
-        items: list[Any] | None,
-    ) -> StepActionRun | None:
-        extra = {} if items is None else {"item": items[index], "index": index}
-        scope = state.scope(**extra)
-        try:
-            request = await self._action_request(state, tenant, step, scope)
-            created = await ActionRunService(state.session, tenant, self.registry).create(
-                **request,
-                idempotency_key=idempotency_key(state.run.id, row.step_key, index),
-                origin=RunOrigin.automation,
-                automation_run_id=state.run.id,
-                step_key=row.step_key,
-                loc_prefix=("steps", row.step_key),
-                commit=False,
-            )
-        except ExpressionError as exc:
-            error = {"type": "ExpressionError", "message": str(exc), "item": index}
-            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
-            return None
-        except (ValidationFailed, Conflict) as exc:
-            error = {"type": "InvalidInputs", "message": exc.detail, "item": index, "errors": list(exc.errors)}
-            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
-            return None
-        except NotFound as exc:
-            error = {"type": "TemplateNotFound", "message": exc.detail, "item": index}
-            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
-            return None
-        added = StepActionRun.of(created.run)
-        state.action_runs.setdefault(row.step_key, []).append(added)
-        return added
+    async def _start_items(
+        self, state: Pass, tenant: TenantContext, row: StepState, step: Step, indexes: range
+    ) -> dict[int, StepActionRun] | None:
+        """Create the ActionRuns of these items of a step, in one INSERT; ``None`` if the step FAILED instead."""
+        if not indexes:
+            return {}
+        items = self._items(step, state.scope(step.key)) if row.item_count is not None else None
+        now = utcnow()
+        new_runs: list[NewStepRun] = []
+        for index in indexes:
+            scope = state.scope(step.key) if items is None else state.scope(step.key, item=items[index], index=index)
+            try:
+                request = await self._action_request(state, tenant, step, scope)
+                new_runs.append(
+                    new_step_run(
+                        self.registry,
+                        request,
+                        tenant_id=tenant.tenant_id,
+                        automation_run_id=state.run.id,
+                        step_key=row.step_key,
+                        idempotency_key=idempotency_key(state.run.id, row.step_key, index),
+                        approval_overrides=state.approval_overrides,
+                        loc_prefix=("steps", row.step_key),
+                        now=now,
+                    )
+                )
+            except ExpressionError as exc:
+                return self._item_failed(state, row, {"type": "ExpressionError", "message": str(exc), "item": index})
+            except (ValidationFailed, Conflict) as exc:
+                error = {"type": "InvalidInputs", "message": exc.detail, "item": index, "errors": list(exc.errors)}
+                return self._item_failed(state, row, error)
+            except NotFound as exc:
+                return self._item_failed(state, row, {"type": "TemplateNotFound", "message": exc.detail, "item": index})
+        inserted = await insert_step_runs(state.session, new_runs)
+        if len(inserted) < len(new_runs):
+            # A run the automation did not create holds an item's key (see step_runs.py): the step fails, and the
+            # items just created are stopped.
+            taken = [run.idempotency_key for run in new_runs if run.idempotency_key not in inserted]
+            holders = await key_holders(state.session, tenant.tenant_id, taken)
+            state.to_cancel += [run.id for run in new_runs if run.idempotency_key in inserted]
+            index = item_index(taken[0])
+            message = f"idempotency key {taken[0]!r} of item {index} is held by run {holders.get(taken[0], '?')}"
+            return self._item_failed(state, row, {"type": "IdempotencyConflict", "message": message, "item": index})
+        started = {
+            index: StepActionRun(run.id, row.step_key, run.idempotency_key, run.status, 0, None)
+            for index, run in zip(indexes, new_runs, strict=True)
+        }
+        state.action_runs.setdefault(row.step_key, []).extend(started.values())
+        state.enqueued += [run for run in new_runs if run.status is RunStatus.PENDING]
+        return started
+
+    @staticmethod
+    def _item_failed(state: Pass, row: StepState, error: dict[str, Any]) -> None:
+        move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
 
     async def _action_request(
         self, state: Pass, tenant: TenantContext, step: Step, scope: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> StepRunRequest:
         """What one item's ActionRun is: kind, inputs, limits and, for a template step, the template snapshot.
 
         A template step is instantiated through the templates service (params validated, body rendered) at the
@@ -346,9 +268,10 @@ class AutomationEngine:
         inputs = render_value(step.inputs, scope)
         max_attempts = step.retry.max_attempts if step.retry else None
         if step.template is None:
+            assert step.action is not None  # a step names exactly one of them (spec validation)
             if step.connection is not None:
                 inputs["connection"] = evaluate_template(step.connection, scope)
-            return {"kind": step.action, "inputs": inputs, "timeout_s": step.timeout_s, "max_attempts": max_attempts}
+            return StepRunRequest(step.action, inputs, timeout_s=step.timeout_s, max_attempts=max_attempts)
         pin = (state.run.template_pins or {}).get(step.template)
         if pin is None:
             raise NotFound(f"template {step.template!r} did not exist when the run started")
@@ -356,14 +279,14 @@ class AutomationEngine:
             pin["template_id"], inputs, version=pin["version"], params_loc=["steps", step.key, "inputs"]
         )
         rendered = snapshot.rendered
-        return {
-            "kind": rendered["kind"],
-            "inputs": rendered.get("inputs", {}),
-            "priority": rendered.get("priority", 0),
-            "timeout_s": step.timeout_s or rendered.get("timeout_s"),
-            "max_attempts": max_attempts or rendered.get("max_attempts"),
-            "template_snapshot": snapshot.model_dump(mode="json"),
-        }
+        return StepRunRequest(
+            kind=rendered["kind"],
+            inputs=rendered.get("inputs", {}),
+            priority=rendered.get("priority", 0),
+            timeout_s=step.timeout_s or rendered.get("timeout_s"),
+            max_attempts=max_attempts or rendered.get("max_attempts"),
+            template_snapshot=snapshot.model_dump(mode="json"),
+        )
 
     async def _pin_templates(
         self, session: AsyncSession, tenant: TenantContext, spec: AutomationSpec
@@ -420,9 +343,10 @@ class AutomationEngine:
                 return run
             if run.status.is_terminal:
                 raise Conflict(f"automation run {run_id} already finished ({run.status.value})")
-            steps = {row.step_key: row for row in await runs.steps(run.id)}
-            action_runs = await runs.step_action_runs(run.id)
+            rows, action_runs = await runs.pass_view(run.id, frozenset())
+            steps = {row.step_key: row for row in rows}
             to_cancel = end_open_steps(session, run, steps, action_runs, "the run was cancelled")
+            await runs.write_steps([row for row in rows if row.changed])
             error = {"type": "Cancelled", "message": "cancelled on request", "requested_by": tenant.user_id}
             move_run(session, run, AutomationRunStatus.CANCELLED, error=error, cancel_requested_at=utcnow())
             automation_id = run.automation_id

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.actions.tables import ActionRun
-from virtuousai.automations.states import AutomationRunStatus
+from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.tables import (
     Automation,
     AutomationRun,
@@ -21,6 +21,7 @@ from virtuousai.automations.tables import (
     AutomationVersion,
 )
 from virtuousai.ids import has_prefix
+from virtuousai.orgs.tables import Organization
 from virtuousai.runtime.states import RunStatus
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantRepository
@@ -28,7 +29,7 @@ from virtuousai.store.tenant import TenantRepository
 
 @dataclass(frozen=True)
 class StepActionRun:
-    """What the engine needs to know of one ActionRun of a step."""
+    """What the engine needs to know of one ActionRun of a step (its output only where the pass reads it)."""
 
     id: str
     step_key: str | None
@@ -36,10 +37,31 @@ class StepActionRun:
     status: RunStatus
     attempt: int
     error: dict[str, Any] | None
+    output: Any = None
 
-    @classmethod
-    def of(cls, run: ActionRun) -> StepActionRun:
-        return cls(run.id, run.step_key, run.idempotency_key, run.status, run.attempt, run.error)
+
+@dataclass
+class StepState:
+    """One step row as an engine pass reads and writes it: plain values, not an ORM object, because a pass reads
+    every step of the run (a 200-step chain: 200 rows on every pass) and writes back only the ones it moved.
+
+    ``output`` is read only for the steps some expression names (and set when a step completes in the pass)."""
+
+    id: str
+    step_key: str
+    status: StepStatus
+    item_count: int | None
+    output: Any
+    error: dict[str, Any] | None
+    reason: str | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    changed: bool = False
+
+
+# What a pass may change on a step (a step it moves is never COMPLETED before, so its stored output is null).
+_STEP_WRITES = ("status", "item_count", "output", "error", "reason", "attempts", "started_at", "finished_at")
 
 
 class AutomationRepository(TenantRepository[Automation]):
@@ -97,6 +119,94 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         )
         return result
 
+    async def lock_for_pass(self, run_id: str) -> tuple[AutomationRun, dict[str, Any]] | None:
+        """``lock``, and the organization's settings in the same statement (the approval policy of the runs the
+        pass may create), so a pass starts with one round trip."""
+        row = (
+            await self.session.execute(
+                self.base_query()
+                .add_columns(Organization.settings)
+                .join(Organization, Organization.id == AutomationRun.tenant_id)
+                .where(AutomationRun.id == run_id)
+                .with_for_update(of=AutomationRun)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        return None if row is None else (row[0], dict(row[1] or {}))
+
+    async def pass_view(
+        self, run_id: str, read_outputs_of: frozenset[str] | None
+    ) -> tuple[list[StepState], dict[str, list[StepActionRun]]]:
+        """Every step of the run, and the ActionRuns of its RUNNING steps (none to read when no step is running).
+
+        Two statements with constant predicates only, so the plan is an index lookup whatever the planner knows:
+        a join of the two tables on the step key can turn into probing the run's ActionRuns once per step
+        (quadratic in a long chain) on tables without statistics yet.
+
+        Outputs are read only where a pass needs them: steps named in ``read_outputs_of`` (``None``: every step),
+        and the finished ActionRun of a single-run step (the step's output when it completes). A ``for_each``
+        step's outputs are read once, when it completes (``step_outputs``)."""
+        step, run = AutomationStepRun, ActionRun
+        if read_outputs_of is None:
+            step_output: sa.ColumnElement[Any] = step.output.expression
+        elif read_outputs_of:
+            step_output = sa.case((step.step_key.in_(sorted(read_outputs_of)), step.output))
+        else:
+            step_output = sa.null()
+        steps_stmt = (
+            sa.select(
+                step.id,
+                step.step_key,
+                step.status,
+                step.item_count,
+                sa.type_coerce(step_output, step.output.type),
+                step.error,
+                step.reason,
+                step.attempts,
+                step.started_at,
+                step.finished_at,
+            )
+            .where(step.tenant_id == self.tenant_id, step.automation_run_id == run_id)
+            .order_by(step.position)
+        )
+        steps = [StepState(*row) for row in (await self.session.execute(steps_stmt)).tuples().all()]
+        running = [row.step_key for row in steps if row.status is StepStatus.RUNNING]
+        action_runs: dict[str, list[StepActionRun]] = {}
+        if not running:
+            return steps, action_runs
+        single = [row.step_key for row in steps if row.status is StepStatus.RUNNING and row.item_count is None]
+        single_output = sa.case((sa.and_(run.step_key.in_(single), run.status == RunStatus.COMPLETED), run.output))
+        runs_stmt = (
+            sa.select(
+                run.id,
+                run.step_key,
+                run.idempotency_key,
+                run.status,
+                run.attempt,
+                run.error,
+                sa.type_coerce(single_output, run.output.type),
+            )
+            .where(run.tenant_id == self.tenant_id, run.automation_run_id == run_id, run.step_key.in_(running))
+            .order_by(run.id)
+        )
+        for row in (await self.session.execute(runs_stmt)).tuples().all():
+            action_runs.setdefault(row[1] or "", []).append(StepActionRun(*row))
+        return steps, action_runs
+
+    async def write_steps(self, steps: Sequence[StepState]) -> None:
+        """Store the steps a pass moved, in one statement (executemany: one round trip)."""
+        table = cast(sa.Table, AutomationStepRun.__table__)
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"), table.c.tenant_id == sa.bindparam("b_tenant_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in _STEP_WRITES})
+        )
+        params = [
+            {"b_id": row.id, "b_tenant_id": self.tenant_id} | {f"b_{n}": getattr(row, n) for n in _STEP_WRITES}
+            for row in steps
+        ]
+        await self.session.execute(stmt, params)
+
     async def get_fresh(self, run_id: str) -> AutomationRun | None:
         result: AutomationRun | None = await self.session.scalar(
             self.base_query().where(AutomationRun.id == run_id).execution_options(populate_existing=True)
@@ -122,26 +232,6 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         grouped: dict[str, list[ActionRun]] = {}
         for action_run in (await self.session.scalars(stmt)).all():
             grouped.setdefault(action_run.step_key or "", []).append(action_run)
-        return grouped
-
-    async def step_action_runs(self, run_id: str) -> dict[str, list[StepActionRun]]:
-        """The engine's view of the run's ActionRuns, by step: states only (no inputs or outputs, which can be large,
-        and no ORM objects: a pass over a 1,000-item fan-out reads 1,000 of them)."""
-        stmt = (
-            sa.select(
-                ActionRun.id,
-                ActionRun.step_key,
-                ActionRun.idempotency_key,
-                ActionRun.status,
-                ActionRun.attempt,
-                ActionRun.error,
-            )
-            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.automation_run_id == run_id)
-            .order_by(ActionRun.id)
-        )
-        grouped: dict[str, list[StepActionRun]] = {}
-        for row in (await self.session.execute(stmt)).all():
-            grouped.setdefault(row.step_key or "", []).append(StepActionRun(*row))
         return grouped
 
     async def step_outputs(self, run_id: str, step_key: str) -> dict[str | None, Any]:

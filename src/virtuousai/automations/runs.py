@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.actions.registry import KindRegistry
 from virtuousai.actions.tables import ActionRun
-from virtuousai.automations.engine import AutomationEngine, append_run_event
+from virtuousai.automations.engine import AutomationEngine
 from virtuousai.automations.graph import build_graph
+from virtuousai.automations.passes import append_run_event
 from virtuousai.automations.repository import AutomationRunRepository
 from virtuousai.automations.service import AutomationService, AutomationWithVersion
 from virtuousai.automations.states import AutomationRunStatus, StepStatus

@@ -1,0 +1,101 @@
+"""How an engine pass reads and creates: outputs read only where an expression needs them, a fan-out's runs created
+together (or not at all), keys held by foreign runs, and completions driving the run without any poll."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from tests.automations.conftest import Automations, steps_by_key
+from virtuousai.api.app import create_app
+from virtuousai.config import Settings
+
+
+async def test_a_step_that_reads_steps_by_a_computed_key_sees_their_outputs(automations: Automations) -> None:
+    await automations.create(
+        [
+            {"key": "a", "action": "echo", "inputs": {"n": 1}},
+            {"key": "b", "action": "echo", "inputs": {"n": 2}},
+            {
+                "key": "pick",
+                "action": "echo",
+                "depends_on": ["a", "b"],
+                "inputs": {"picked": "${{ steps[params.which].output.n }}", "b": "${{ steps.b.output.n }}"},
+            },
+        ],
+        parameters={"type": "object", "properties": {"which": {"type": "string"}}},
+    )
+    run = await automations.wait((await automations.start(params={"which": "a"}))["id"])
+    assert run["status"] == "COMPLETED", run
+    assert steps_by_key(run)["pick"]["output"] == {"picked": 1, "b": 2}
+
+
+async def test_a_fan_out_with_an_invalid_item_creates_none_of_its_runs(automations: Automations) -> None:
+    await automations.create(
+        [{"key": "fan", "action": "sleep", "for_each": [0.01, 0.01, -1], "inputs": {"seconds": "${{ item }}"}}]
+    )
+    run = await automations.wait((await automations.start())["id"])
+    fan = steps_by_key(run)["fan"]
+    assert (run["status"], fan["status"], fan["error"]["type"], fan["error"]["item"]) == (
+        "FAILED",
+        "FAILED",
+        "InvalidInputs",
+        2,
+    )
+    assert fan["error"]["errors"][0]["loc"] == ["steps", "fan", "inputs", "seconds"]
+    assert fan["action_run_ids"] == []  # validated before any was stored: no orphan runs of items 0 and 1
+
+
+async def test_an_item_key_held_by_a_run_of_the_api_fails_the_step(automations: Automations) -> None:
+    await automations.create(
+        [
+            {"key": "first", "action": "sleep", "inputs": {"seconds": 0.3}},
+            {"key": "second", "action": "echo", "depends_on": ["first"], "inputs": {"x": 1}},
+        ]
+    )
+    started = await automations.start()
+    foreign = await automations.client.post(
+        "/api/v1/action-runs",
+        json={"kind": "echo", "inputs": {"x": 1}, "idempotency_key": f"{started['id']}:second:0"},
+        headers=automations.org.headers,
+    )
+    assert foreign.status_code in (200, 201, 202), foreign.text
+    run = await automations.wait(started["id"])
+    second = steps_by_key(run)["second"]
+    assert (run["status"], second["status"], second["error"]["type"]) == ("FAILED", "FAILED", "IdempotencyConflict")
+    assert foreign.json()["id"] in second["error"]["message"]
+    assert second["action_run_ids"] == []
+
+
+class TestWithoutPolling:
+    """Poll and sweep intervals far beyond the deadline: only wake-ups can move the run."""
+
+    @pytest.fixture
+    def settings(self, db_url: str, tmp_path: Path) -> Settings:
+        return Settings(
+            database_url=db_url,
+            data_dir=tmp_path / "var",
+            poll_interval_s=60.0,
+            lease_s=30.0,
+            worker_concurrency=4,
+            automation_sweep_interval_s=3600.0,
+            cron_interval_s=3600.0,
+        )
+
+    @pytest.fixture
+    async def app(self, settings: Settings) -> AsyncIterator[FastAPI]:
+        app = create_app(settings, workers=1)
+        async with app.router.lifespan_context(app):
+            yield app
+
+    async def test_completions_drive_a_chain_with_no_poll_delay(self, automations: Automations) -> None:
+        steps = 8
+        await automations.create(
+            [{"key": f"s{i}", "action": "echo", "depends_on": [f"s{i - 1}"] if i else []} for i in range(steps)]
+        )
+        run = await automations.wait((await automations.start())["id"], timeout_s=10.0)
+        assert run["status"] == "COMPLETED", run
+        assert all(step["status"] == "COMPLETED" for step in run["steps"])
