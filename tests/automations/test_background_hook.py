@@ -14,6 +14,7 @@ from virtuousai.automations.background import AutomationServices
 from virtuousai.config import Settings
 from virtuousai.runtime.supervisor import Runtime
 from virtuousai.store.drivers import Wakeup
+from virtuousai.store.drivers.wakeups import PROCESS_ID
 
 
 @pytest.fixture
@@ -45,3 +46,25 @@ async def test_a_run_no_automation_waits_on_costs_no_query(
 async def test_a_run_of_unknown_origin_is_looked_up(services: AutomationServices, statements: list[str]) -> None:
     await services.on_run_finished(Wakeup("finished", "run_01"))
     assert any("action_runs" in statement for statement in statements)
+
+
+async def test_a_run_another_process_executed_is_left_to_that_process(
+    services: AutomationServices, statements: list[str]
+) -> None:
+    """Its executor's process advances the automation run (the sweep covers a process that died meanwhile)."""
+    elsewhere = Wakeup(
+        "finished", "run_01", tenant_id="org_01", origin="automation", automation_run_id="arun_01", publisher="p1x0"
+    )
+    await services.on_run_finished(elsewhere)
+    assert statements == []
+    here = Wakeup(
+        "finished", "run_01", tenant_id="org_01", origin="automation", automation_run_id="arun_01", publisher=PROCESS_ID
+    )
+    await services.on_run_finished(here)
+    assert any("automation_runs" in statement for statement in statements)  # this process's own: it runs the pass
+
+
+def test_the_publisher_survives_the_wire_and_old_payloads_still_decode() -> None:
+    wakeup = Wakeup("finished", "run_01", tenant_id="org_01", origin="automation", publisher=PROCESS_ID)
+    assert Wakeup.decode(wakeup.encode()) == wakeup
+    assert Wakeup.decode("finished:run_01:org_01:api") == Wakeup("finished", "run_01", tenant_id="org_01", origin="api")

@@ -11,8 +11,10 @@ import logging
 from virtuousai.actions.tables import RunOrigin
 from virtuousai.automations.engine import AutomationEngine
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
+from virtuousai.runtime.handoff import LocalHandoff
 from virtuousai.runtime.supervisor import Runtime
 from virtuousai.store.drivers import Wakeup
+from virtuousai.store.drivers.wakeups import PROCESS_ID
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,9 @@ log = logging.getLogger(__name__)
 class AutomationServices:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.engine = AutomationEngine(runtime.sessions, runtime.registry)
+        # The engine hands new step runs straight to this process's workers when they have a free slot.
+        handoff = LocalHandoff(runtime.workers, runtime.settings) if runtime.workers else None
+        self.engine = AutomationEngine(runtime.sessions, runtime.registry, handoff)
         config = SchedulerConfig(interval_s=runtime.settings.cron_interval_s)
         self.scheduler = CronScheduler(runtime.sessions, self.engine, config)
         self.sweep_interval_s = runtime.settings.automation_sweep_interval_s
@@ -31,6 +35,8 @@ class AutomationServices:
         if not self.runtime.workers:
             return
         self.runtime.on_run_finished.append(self.on_run_finished)
+        for worker in self.runtime.workers:  # this process advances the automation runs its workers finish
+            worker.publish_finishes_as(PROCESS_ID)
         self._tasks = [
             asyncio.create_task(self._sweep_loop(), name="automations:sweep"),
             asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),
@@ -47,6 +53,8 @@ class AutomationServices:
         the wake-up says whose the run is (the sweep still catches anything a lost wake-up would strand)."""
         if finished.origin and finished.origin != RunOrigin.automation:
             return  # an API, agent, chat or schedule run: no automation waits on it
+        if finished.publisher and finished.publisher != PROCESS_ID:
+            return  # the process that executed it advances its automation run (the sweep covers one that dies)
         if finished.tenant_id and finished.automation_run_id:
             await self.engine.advance_coalesced(finished.tenant_id, finished.automation_run_id)
         else:

@@ -11,12 +11,18 @@ idempotency key ``<automation_run_id>:<step_key>:<item index>`` (unique per orga
 once even if two processes evaluate the same run at the same moment; and because the ActionRuns are created in the
 same transaction as the step's state, a crash loses nothing: whatever committed is found again by the next
 ``advance``. ``passes.py`` holds what a pass works with; ``step_runs.py`` creates the ActionRuns.
+
+In a process that executes ActionRuns (``background.py`` gives the engine a ``LocalHandoff``), a pass creates a
+new ActionRun already RUNNING under a local worker's lease when that worker has a free slot, the run needs no
+approval and its organization is under its concurrency limit, and hands it to the worker after the commit
+(``runtime/handoff.py``): the next step of a chain starts without a wake-up or a claim. Otherwise it is PENDING.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,12 +47,15 @@ from virtuousai.automations.step_runs import (
     StepRunRequest,
     insert_step_runs,
     key_holders,
+    leased_to,
     new_step_run,
     publish_enqueued,
 )
 from virtuousai.automations.tables import AutomationRun
 from virtuousai.errors import Conflict, NotFound, ValidationFailed
+from virtuousai.runtime.handoff import LocalHandoff, claimed_from_new_row
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.worker import Worker
 from virtuousai.store.engine import transaction
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.service import TemplateService
@@ -64,14 +73,35 @@ def item_index(key: str | None) -> int:
 
 
 class AutomationEngine:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], registry: KindRegistry | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        registry: KindRegistry | None = None,
+        handoff: LocalHandoff | None = None,
+    ) -> None:
         self.sessions = sessions
         self.registry = registry or default_registry()
+        self.handoff = handoff
         # Runs with a pass going in this process → whether another pass was asked for meanwhile.
         self._passes: dict[str, bool] = {}
 
     async def advance(self, tenant_id: str, run_id: str) -> AutomationRunStatus | None:
         """Evaluate the run once and act on everything that is ready; returns its status after the pass."""
+        reserved: list[Worker] = []
+        adopted: list[tuple[Worker, NewStepRun]] = []
+        try:
+            return await self._advance(tenant_id, run_id, reserved, adopted)
+        finally:
+            for worker in reserved:  # not used, or the pass rolled back (its RUNNING runs never existed)
+                worker.release_slot()
+
+    async def _advance(
+        self,
+        tenant_id: str,
+        run_id: str,
+        reserved: list[Worker],
+        adopted: list[tuple[Worker, NewStepRun]],
+    ) -> AutomationRunStatus | None:
         tenant = TenantContext(tenant_id=tenant_id)
         finished_now = False
         async with transaction(self.sessions) as session:
@@ -94,6 +124,8 @@ class AutomationEngine:
                 steps={row.step_key: row for row in steps},
                 action_runs=action_runs,
                 approval_overrides=overrides_of(org_settings),
+                reserved=reserved,
+                adopted=adopted,
             )
             await self._evaluate(state, tenant)
             if changed := state.changed_steps():
@@ -103,6 +135,9 @@ class AutomationEngine:
             finished_now = run.status.is_terminal
             status = run.status
             to_cancel, automation_id = list(state.to_cancel), run.automation_id
+        for worker, new_run in adopted:  # committed: these runs are RUNNING under their workers' leases
+            reserved.remove(worker)
+            worker.adopt(claimed_from_new_row(new_run.row))
         await self.cancel_action_runs(tenant, to_cancel)
         if finished_now:
             await self._start_queued(tenant, automation_id)
@@ -236,6 +271,7 @@ class AutomationEngine:
                 return self._item_failed(state, row, error)
             except NotFound as exc:
                 return self._item_failed(state, row, {"type": "TemplateNotFound", "message": exc.detail, "item": index})
+        new_runs = await self._hand_off(state, tenant, new_runs, now)
         inserted = await insert_step_runs(state.session, new_runs)
         if len(inserted) < len(new_runs):
             # A run the automation did not create holds an item's key (see step_runs.py): the step fails, and the
@@ -243,6 +279,7 @@ class AutomationEngine:
             taken = [run.idempotency_key for run in new_runs if run.idempotency_key not in inserted]
             holders = await key_holders(state.session, tenant.tenant_id, taken)
             state.to_cancel += [run.id for run in new_runs if run.idempotency_key in inserted]
+            state.adopted[:] = [(w, run) for w, run in state.adopted if run.idempotency_key not in taken]
             index = item_index(taken[0])
             message = f"idempotency key {taken[0]!r} of item {index} is held by run {holders.get(taken[0], '?')}"
             return self._item_failed(state, row, {"type": "IdempotencyConflict", "message": message, "item": index})
@@ -253,6 +290,30 @@ class AutomationEngine:
         state.action_runs.setdefault(row.step_key, []).extend(started.values())
         state.enqueued += [run for run in new_runs if run.status is RunStatus.PENDING]
         return started
+
+    async def _hand_off(
+        self, state: Pass, tenant: TenantContext, new_runs: list[NewStepRun], now: datetime
+    ) -> list[NewStepRun]:
+        """Create as many of ``new_runs`` as local workers have slots for RUNNING under their leases: never a run
+        that needs an approval, never past the organization's concurrency limit (its RUNNING runs count)."""
+        if self.handoff is None or not any(run.status is RunStatus.PENDING for run in new_runs):
+            return new_runs
+        if state.org_running is None:
+            state.org_running = await self.handoff.org_running(state.session, tenant.tenant_id)
+        result: list[NewStepRun] = []
+        for run in new_runs:
+            worker = None
+            if run.status is RunStatus.PENDING and state.org_running < self.handoff.org_limit:
+                worker = self.handoff.reserve()
+            if worker is None:
+                result.append(run)
+                continue
+            state.reserved.append(worker)
+            leased = leased_to(run, worker.name, self.handoff.running_columns(worker, now))
+            state.adopted.append((worker, leased))
+            state.org_running += 1
+            result.append(leased)
+        return result
 
     @staticmethod
     def _item_failed(state: Pass, row: StepState, error: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from virtuousai.automations.step_runs import NewStepRun
 from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationVersion
 from virtuousai.ids import new_id
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.worker import Worker
 from virtuousai.timeutil import utcnow
 
 ACTIVE_ACTION_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL})
@@ -180,6 +181,11 @@ class Pass:
     approval_overrides: dict[str, bool]
     to_cancel: list[str] = field(default_factory=list)
     enqueued: list[NewStepRun] = field(default_factory=list)  # new PENDING ActionRuns: one wake-up at the end
+    # Slots reserved on this process's workers (``runtime/handoff.py``) → the RUNNING ActionRun created for each,
+    # handed to its worker once the pass commits; a reservation left without a run is released.
+    reserved: list[Worker] = field(default_factory=list)
+    adopted: list[tuple[Worker, NewStepRun]] = field(default_factory=list)
+    org_running: int | None = None  # the organization's RUNNING runs, read once when the pass first hands one off
 
     def scope(self, step_key: str, **extra: Any) -> dict[str, Any]:
         """The expression scope of one step: the steps it reads (all of them if it reads by a computed key)."""

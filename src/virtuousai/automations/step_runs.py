@@ -11,12 +11,14 @@ a run that is not the automation run's own would never be found as its step agai
 The rows are the ones ``ActionRunService.create`` stores for ``origin="automation"``, validated the same way (the
 kind exists, the inputs fit its schema and are finite JSON, the organization's approval policy decides PENDING or
 AWAITING_APPROVAL), with their first status event, and one ``enqueued`` wake-up for the whole pass at its commit.
+A run the engine hands to a worker of its own process is created RUNNING instead (``leased_to``; see
+``runtime/handoff.py``): the same INSERT, its first event the RUNNING one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -53,6 +55,7 @@ class NewStepRun:
     """A validated ``action_runs`` row, ready to insert."""
 
     row: dict[str, Any]
+    event_extra: dict[str, Any] = field(default_factory=dict)  # what the first status event adds (who leased it)
 
     @property
     def id(self) -> str:
@@ -117,10 +120,21 @@ def new_step_run(
             "updated_at": now,
             "available_at": now,
             "lease_token": 0,
+            # Set when the run is created RUNNING (``leased_to``); present in every row, as one INSERT takes them all.
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "started_at": None,
             "last_event_seq": 1,
             "requires_approval": gated,
         }
     )
+
+
+def leased_to(run: NewStepRun, worker_name: str, running_columns: dict[str, Any]) -> NewStepRun:
+    """``run`` created RUNNING under a local worker's lease (``LocalHandoff.running_columns``) instead of PENDING."""
+    assert run.status is RunStatus.PENDING, "only a run that needs no approval is handed to a worker"
+    event_extra = {"worker": worker_name, "attempt": running_columns["attempt"]}
+    return replace(run, row=run.row | running_columns, event_extra=event_extra)
 
 
 async def insert_step_runs(session: AsyncSession, runs: Sequence[NewStepRun]) -> set[str]:
@@ -144,7 +158,7 @@ async def insert_step_runs(session: AsyncSession, runs: Sequence[NewStepRun]) ->
                 "run_id": run.id,
                 "seq": 1,
                 "kind": STATUS_EVENT,
-                "data": {"from": None, "to": run.status.value, "origin": RunOrigin.automation.value},
+                "data": {"from": None, "to": run.status.value, "origin": RunOrigin.automation.value} | run.event_extra,
                 "created_at": run.row["created_at"],
             }
             for run in runs

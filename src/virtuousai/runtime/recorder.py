@@ -10,6 +10,10 @@ fails its guard is reported lost on its own while the others of the batch are re
 If a batch's transaction fails (a database error, not a lost lease), its outcomes are retried one by one, so one
 bad row cannot take its neighbours down; an outcome that still fails raises to its executor, and the run's lease
 runs out for the watchdog as before.
+
+With a ``publisher`` (``Worker.publish_finishes_as``), the ``finished`` wake-ups of the batch name this process and
+are delivered to its own hub as soon as the batch commits — on PostgreSQL without waiting for the ``NOTIFY`` to come
+back through the listener, which then drops that echo.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.runtime.transition import Finish, finish_runs
-from virtuousai.store.drivers import RunQueueDriver
+from virtuousai.store.drivers import RunQueueDriver, Wakeup, WakeupHub
 from virtuousai.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,8 @@ class OutcomeRecorder:
         self.max_batch = max_batch
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
+        self.publisher = ""  # set by ``Worker.publish_finishes_as``
+        self.local_hub: WakeupHub | None = None
 
     async def record(self, finish: Finish) -> bool:
         """Record one outcome (fenced by its token); False when the lease was lost and nothing changed."""
@@ -72,7 +78,21 @@ class OutcomeRecorder:
 
     async def _write(self, batch: list[_Pending]) -> None:
         async with self.driver.batch_session(self.sessions) as session:
-            moved = await finish_runs(session, [p.finish for p in batch], now=utcnow())
+            moved = await finish_runs(session, [p.finish for p in batch], now=utcnow(), publisher=self.publisher)
+        if self.publisher and self.local_hub is not None and self.driver.local_echo:
+            for pending in batch:  # committed: hooks and waiters of this process hear it now
+                run = pending.finish.run
+                if run.id in moved and pending.finish.to.is_terminal:
+                    self.local_hub.publish(
+                        Wakeup(
+                            "finished",
+                            run.id,
+                            tenant_id=run.tenant_id,
+                            origin=run.origin,
+                            automation_run_id=run.automation_run_id or "",
+                            publisher=self.publisher,
+                        )
+                    )
         for pending in batch:
             if not pending.recorded.done():
                 pending.recorded.set_result(pending.finish.run.id in moved)

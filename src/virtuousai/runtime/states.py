@@ -6,6 +6,12 @@
                                      └── retry / lease expired / released on shutdown
 
 Terminal states map to an empty set: nothing ever moves a run out of them.
+
+A run is created in one of ``CREATION_STATES``: AWAITING_APPROVAL (its kind needs an approval), PENDING (the usual
+case), or RUNNING — only by a creator handing the run straight to a worker of its own process, already leased to
+that worker (token 1, attempt 1, a RUNNING first event; ``runtime/handoff.py``). Such a run never needs an approval
+and counts against its organization's concurrency like a claimed one; from its creation on it moves like a claimed
+run.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ ALLOWED: Mapping[RunStatus, frozenset[RunStatus]] = {
 TERMINAL: frozenset[RunStatus] = frozenset(status for status, targets in ALLOWED.items() if not targets)
 
 
+CREATION_STATES: frozenset[RunStatus] = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.PENDING, RunStatus.RUNNING})
+
+
 class IllegalTransition(Exception):
     """A move the table does not allow (a programming error, or a request on a run in the wrong state)."""
 
@@ -58,3 +67,8 @@ class IllegalTransition(Exception):
 def check_transition(current: RunStatus, target: RunStatus) -> None:
     if target not in ALLOWED[current]:
         raise IllegalTransition(current, target)
+
+
+def check_creation(status: RunStatus) -> None:
+    if status not in CREATION_STATES:
+        raise ValueError(f"a run cannot be created {status.value}")

@@ -14,7 +14,7 @@ before the SQL runs; the SQL carries only the guards.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -115,16 +115,20 @@ class Finish:
     give_back_attempt: bool = False  # released on shutdown: not the run's fault
 
 
-async def finish_runs(session: AsyncSession, finishes: Sequence[Finish], *, now: datetime) -> set[str]:
+async def finish_runs(
+    session: AsyncSession, finishes: Sequence[Finish], *, now: datetime, publisher: str = ""
+) -> set[str]:
     """Record several workers' outcomes in the caller's transaction (group commit): each run moves only if its own
-    token still holds, with its status event and wake-up. Returns the ids that moved; any other run failed its
-    guard (its lease was lost) and changed nothing."""
+    token still holds, with its status event and wake-up (a ``finished`` one names ``publisher``). Returns the ids
+    that moved; any other run failed its guard (its lease was lost) and changed nothing."""
     rows: list[RunFinish] = []
     for f in finishes:
         check_transition(RunStatus.RUNNING, f.to)
         wakeup = wakeup_after(f.to, f.run.id, f.run.tenant_id, f.run.origin, f.run.automation_run_id)
         if wakeup is None:  # every move out of RUNNING wakes someone; the table would have to change first
             raise ValueError(f"no wake-up for RUNNING → {f.to.value}")
+        if wakeup.topic == "finished" and publisher:
+            wakeup = replace(wakeup, publisher=publisher)
         rows.append(
             RunFinish(
                 run_id=f.run.id,

@@ -8,6 +8,9 @@
 - ``abort poller`` looks for cancel requests every poll interval, and at once on a ``cancel`` wake-up, so
   cancellation does not wait for the next heartbeat.
 
+A run created by this process already RUNNING under this worker's lease (``runtime/handoff.py``) joins through
+``reserve_slot`` then ``adopt``: no claim, and from then on handled exactly like a claimed run.
+
 A monitor stops the worker if a side task dies. ``stop()`` drains: no more claims; in-flight runs get
 ``drain_timeout_s`` to finish, then are released back to PENDING (their attempt given back) for another worker.
 """
@@ -62,6 +65,7 @@ class Worker:
         self.executor = RunExecutor(sessions, registry, settings, owner=self.name, driver=driver)
         self.hub = hub
         self.in_flight: dict[str, RunControl] = {}
+        self._reserved = 0  # slots promised to runs being created for ``adopt`` (the claim leaves them free)
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._check_aborts = asyncio.Event()
@@ -103,7 +107,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self.concurrency - len(self.in_flight)
+            free = self.concurrency - len(self.in_flight) - self._reserved
             claimed: list[ClaimedRun] = []
             if free > 0:
                 try:
@@ -121,6 +125,35 @@ class Worker:
                 continue  # a full batch: there may be more waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
+
+    def publish_finishes_as(self, publisher: str) -> None:
+        """Name this process (``PROCESS_ID``) in the ``finished`` wake-ups of the runs this worker executes and
+        deliver them to this process at once: for a process whose hooks act on the runs it finishes itself."""
+        self.executor.recorder.publisher = publisher
+        self.executor.recorder.local_hub = self.hub
+
+    # -- hand-off ----------------------------------------------------------------------------------------------
+
+    def reserve_slot(self) -> bool:
+        """Hold a slot for a run about to be created RUNNING under this worker's lease; False if none is free (or
+        the worker is stopping). Each reservation ends with ``adopt`` or ``release_slot``."""
+        if self._stopping.is_set() or len(self.in_flight) + self._reserved >= self.concurrency:
+            return False
+        self._reserved += 1
+        return True
+
+    def release_slot(self) -> None:
+        """Give back a reservation that no run took (its creation rolled back, or was not needed)."""
+        self._reserved = max(0, self._reserved - 1)
+        self._wake.set()
+
+    def adopt(self, run: ClaimedRun) -> None:
+        """Execute ``run``, committed RUNNING with ``lease_owner`` this worker and its ``lease_token``, in the slot
+        reserved for it: counted, heart-beaten, cancellable and fenced exactly like a claimed run. A worker that
+        began to stop still runs it (its drain finishes or releases it; if the process ends first, the lease runs
+        out and the watchdog re-queues it)."""
+        self._reserved = max(0, self._reserved - 1)
+        self._dispatch(run)
 
     def _dispatch(self, run: ClaimedRun) -> None:
         control = RunControl(run)

@@ -142,6 +142,9 @@ class ClaimEvents:
 
 class RunQueueDriver(Protocol):
     dialect: str
+    # True if a wake-up published in a transaction comes back to this process only through the listener (a round
+    # trip after the commit), so a publisher that wants it at once delivers it to its hub itself.
+    local_echo: bool
 
     def batch_session(self, sessions: async_sessionmaker[AsyncSession]) -> AbstractAsyncContextManager[AsyncSession]:
         """A session for one ``claim_runs`` or ``finish_runs_if_owned`` call: its work is committed when the block

@@ -24,7 +24,7 @@ from virtuousai.store.drivers import (
     RunFinish,
     claimed_from_row,
 )
-from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub
+from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def asyncpg_dsn(url: sa.URL) -> str:
 
 class PostgresRunQueue:
     dialect = "postgresql"
+    local_echo = True  # a NOTIFY also reaches this process's own LISTEN connection, a round trip later
 
     def __init__(self, url: sa.URL, *, reconnect_delay_s: float = 1.0) -> None:
         self.url = url
@@ -205,7 +206,8 @@ class PostgresRunQueue:
     async def listen(self, hub: WakeupHub) -> None:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             wakeup = Wakeup.decode(payload)
-            if wakeup is not None:
+            # A wake-up this process published with its name was delivered here at its commit (the recorder).
+            if wakeup is not None and wakeup.publisher != PROCESS_ID:
                 hub.publish(wakeup)
 
         while True:

@@ -105,6 +105,7 @@ VALUES (:id, :tenant_id, :run_id, :seq, 'status', :data, :created_at)
 
 class SqliteRunQueue:
     dialect = "sqlite"
+    local_echo = False  # wake-ups reach this process's hub at commit, and no other process
 
     def __init__(self, url: sa.URL) -> None:
         self.url = url

@@ -8,12 +8,17 @@ them through the ``WakeupHub`` of their database.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import sqlalchemy as sa
+
+# Names this process in the ``finished`` wake-ups of the runs its workers execute (no ':' — see ``encode``).
+PROCESS_ID = f"p{os.getpid()}x{secrets.token_hex(3)}"
 
 WakeupTopic = Literal["enqueued", "cancel", "finished"]
 TOPICS: frozenset[str] = frozenset({"enqueued", "cancel", "finished"})
@@ -26,6 +31,9 @@ class Wakeup:
     A ``finished`` wake-up also says whose the run is — ``tenant_id``, ``origin`` and, for ``origin="automation"``,
     ``automation_run_id`` — because every process hears every run finish: a subscriber skips the runs it does not
     wait on without a query. ``origin`` is empty when the publisher did not know it (then look the run up).
+    ``publisher`` names the process whose worker executed the run, when that process acts on its own completions
+    (``Worker.publish_finishes_as``): it delivers the wake-up to itself at once, and other processes may leave the
+    run to it.
     """
 
     topic: WakeupTopic
@@ -33,15 +41,16 @@ class Wakeup:
     tenant_id: str = ""
     origin: str = ""
     automation_run_id: str = ""
+    publisher: str = ""
 
     def encode(self) -> str:
         # Ids never contain ':' (prefix + ULID), so the fields need no escaping. Empty trailing fields are dropped.
-        fields = (self.topic, self.run_id, self.tenant_id, self.origin, self.automation_run_id)
+        fields = (self.topic, self.run_id, self.tenant_id, self.origin, self.automation_run_id, self.publisher)
         return ":".join(fields).rstrip(":")
 
     @classmethod
     def decode(cls, payload: str) -> Wakeup | None:
-        topic, run_id, tenant_id, origin, automation_run_id = (payload.split(":", 4) + [""] * 4)[:5]
+        topic, run_id, tenant_id, origin, automation_run_id, publisher = (payload.split(":", 5) + [""] * 5)[:6]
         if topic not in TOPICS:
             return None
         return cls(
@@ -50,6 +59,7 @@ class Wakeup:
             tenant_id=tenant_id,
             origin=origin,
             automation_run_id=automation_run_id,
+            publisher=publisher,
         )
 
 
