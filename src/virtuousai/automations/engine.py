@@ -53,9 +53,10 @@ from virtuousai.automations.step_runs import (
 )
 from virtuousai.automations.tables import AutomationRun
 from virtuousai.errors import Conflict, NotFound, ValidationFailed
-from virtuousai.runtime.handoff import LocalHandoff, claimed_from_new_row
+from virtuousai.runtime.handoff import LocalHandoff
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.worker import Worker
+from virtuousai.store.drivers import claimed_from_mapping
 from virtuousai.store.engine import transaction
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.service import TemplateService
@@ -137,7 +138,7 @@ class AutomationEngine:
             to_cancel, automation_id = list(state.to_cancel), run.automation_id
         for worker, new_run in adopted:  # committed: these runs are RUNNING under their workers' leases
             reserved.remove(worker)
-            worker.adopt(claimed_from_new_row(new_run.row))
+            worker.adopt(claimed_from_mapping(new_run.row))
         await self.cancel_action_runs(tenant, to_cancel)
         if finished_now:
             await self._start_queued(tenant, automation_id)

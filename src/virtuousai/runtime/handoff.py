@@ -28,7 +28,6 @@ from virtuousai.actions.tables import ActionRun
 from virtuousai.config import Settings
 from virtuousai.runtime.states import RunStatus, check_creation
 from virtuousai.runtime.worker import Worker
-from virtuousai.store.drivers import ClaimedRun
 
 
 class LocalHandoff:
@@ -61,26 +60,3 @@ class LocalHandoff:
             "started_at": now,
             "last_event_seq": 1,
         }
-
-
-def claimed_from_new_row(row: dict[str, Any]) -> ClaimedRun:
-    """What ``Worker.adopt`` needs of a run created RUNNING from its inserted ``action_runs`` row."""
-    return ClaimedRun(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        kind=row["kind"],
-        inputs=dict(row["inputs"]),
-        inputs_hash=row["inputs_hash"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        timeout_s=row["timeout_s"],
-        priority=row["priority"],
-        lease_token=row["lease_token"],
-        lease_expires_at=row["lease_expires_at"],
-        cancel_requested_at=None,
-        requires_approval=bool(row["requires_approval"]),
-        approved_inputs_hash=None,
-        event_seq=row["last_event_seq"],
-        origin=str(row["origin"]),
-        automation_run_id=row.get("automation_run_id"),
-    )

@@ -24,7 +24,7 @@ in parallel arrays — one parameter per column, however many runs, so one prepa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,7 +90,12 @@ CLAIM_PARAM_TYPES = (
 
 
 def claimed_from_row(row: sa.Row[Any]) -> ClaimedRun:
-    m = row._mapping
+    return claimed_from_mapping(row._mapping)
+
+
+def claimed_from_mapping(m: Mapping[Any, Any]) -> ClaimedRun:
+    """A ``ClaimedRun`` from ``action_runs`` columns: a claim's RETURNING row, or the row a run was inserted with
+    (a run created RUNNING for ``Worker.adopt``, which has no cancel request or approval yet)."""
     return ClaimedRun(
         id=m["id"],
         tenant_id=m["tenant_id"],
@@ -103,12 +108,12 @@ def claimed_from_row(row: sa.Row[Any]) -> ClaimedRun:
         priority=m["priority"],
         lease_token=m["lease_token"],
         lease_expires_at=m["lease_expires_at"],
-        cancel_requested_at=m["cancel_requested_at"],
+        cancel_requested_at=m.get("cancel_requested_at"),
         requires_approval=bool(m["requires_approval"]),
-        approved_inputs_hash=m["approved_inputs_hash"],
+        approved_inputs_hash=m.get("approved_inputs_hash"),
         event_seq=m["last_event_seq"],
-        origin=m["origin"],
-        automation_run_id=m["automation_run_id"],
+        origin=str(m["origin"]),
+        automation_run_id=m.get("automation_run_id"),
     )
 
 
