@@ -86,8 +86,12 @@ class Runtime:
             await self._listener
         if self._unsubscribe is not None:
             self._unsubscribe()
-        for task in list(self._hook_tasks):
+        # Wait for the cancelled hooks to unwind: the caller disposes the engine next, and a hook still holding a
+        # connection then would be left awaiting a closed one (on SQLite: forever).
+        hooks = list(self._hook_tasks)
+        for task in hooks:
             task.cancel()
+        await asyncio.gather(*hooks, return_exceptions=True)
 
     async def wait_stopped(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -70,6 +70,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._check_aborts = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._drained = False  # run() has returned: nothing here would supervise a new run task
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -95,6 +96,7 @@ class Worker:
                 await loop_task
             await self._drain()
         finally:
+            self._drained = True
             unsubscribe()
             for task in side_tasks:
                 task.cancel()
@@ -153,6 +155,10 @@ class Worker:
         began to stop still runs it (its drain finishes or releases it; if the process ends first, the lease runs
         out and the watchdog re-queues it)."""
         self._reserved = max(0, self._reserved - 1)
+        if self._drained:
+            # Too late to supervise it here: its lease runs out and the watchdog re-queues it, as for a crash.
+            log.info("worker %s: stopped; leaving adopted run %s to the watchdog", self.name, run.id)
+            return
         self._dispatch(run)
 
     def _dispatch(self, run: ClaimedRun) -> None:
@@ -222,11 +228,16 @@ class Worker:
         if not self._tasks:
             return
         log.info("worker %s: draining %d run(s)", self.name, len(self._tasks))
-        _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.drain_timeout_s)
-        if pending:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_timeout_s
+        # Re-read the task set each round: a run adopted while we drain (its slot was reserved before the stop)
+        # is drained like the others.
+        while self._tasks and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        if self._tasks:
             for control in list(self.in_flight.values()):
                 control.release.set()
-            await asyncio.wait(pending, timeout=max(5.0, self.settings.cancel_grace_s))
+            await asyncio.wait(set(self._tasks), timeout=max(5.0, self.settings.cancel_grace_s))
 
     def _leases(self) -> dict[str, int]:
         return {run_id: control.run.lease_token for run_id, control in list(self.in_flight.items())}
