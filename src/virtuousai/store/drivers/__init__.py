@@ -89,6 +89,24 @@ CLAIM_PARAM_TYPES = (
 )
 
 
+def claim_params(*, owner: str, limit: int, org_limit: int, now: datetime, lease_until: datetime) -> dict[str, Any]:
+    """The parameters both dialects' ``CLAIM_SQL`` take."""
+    return {
+        "owner": owner,
+        "batch": limit,
+        # Lock a few more rows than we take, so the per-organization filter still fills the batch.
+        "scan_limit": limit * 4,
+        "org_limit": org_limit,
+        "now": now,
+        "lease_until": lease_until,
+    }
+
+
+def in_claim_order(rows: Sequence[sa.Row[Any]]) -> list[ClaimedRun]:
+    """Claimed rows as runs, highest priority first, then oldest."""
+    return sorted((claimed_from_row(r) for r in rows), key=lambda run: (-run.priority, run.id))
+
+
 def claimed_from_row(row: sa.Row[Any]) -> ClaimedRun:
     return claimed_from_mapping(row._mapping)
 

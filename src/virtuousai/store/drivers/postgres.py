@@ -22,7 +22,8 @@ from virtuousai.store.drivers import (
     ClaimedRun,
     ClaimEvents,
     RunFinish,
-    claimed_from_row,
+    claim_params,
+    in_claim_order,
 )
 from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub
 
@@ -160,19 +161,10 @@ class PostgresRunQueue:
         lease_until: datetime,
         events: ClaimEvents,
     ) -> list[ClaimedRun]:
-        params: dict[str, Any] = {
-            "owner": owner,
-            "batch": limit,
-            # Lock a few more rows than we take, so the per-organization filter still fills the batch.
-            "scan_limit": limit * 4,
-            "org_limit": org_limit,
-            "now": now,
-            "lease_until": lease_until,
-            "event_ids": list(events.event_ids[:limit]),
-            "event_data": _json(events.data),
-        }
+        params = claim_params(owner=owner, limit=limit, org_limit=org_limit, now=now, lease_until=lease_until)
+        params |= {"event_ids": list(events.event_ids[:limit]), "event_data": _json(events.data)}
         rows = (await session.execute(CLAIM_SQL, params)).all()
-        return sorted((claimed_from_row(r) for r in rows), key=lambda run: (-run.priority, run.id))
+        return in_claim_order(rows)
 
     async def finish_runs_if_owned(
         self, session: AsyncSession, finishes: Sequence[RunFinish], *, now: datetime

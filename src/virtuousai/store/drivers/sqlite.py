@@ -24,7 +24,8 @@ from virtuousai.store.drivers import (
     ClaimedRun,
     ClaimEvents,
     RunFinish,
-    claimed_from_row,
+    claim_params,
+    in_claim_order,
 )
 from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub, hub_for
 from virtuousai.store.engine import transaction
@@ -124,16 +125,9 @@ class SqliteRunQueue:
         lease_until: datetime,
         events: ClaimEvents,
     ) -> list[ClaimedRun]:
-        params: dict[str, Any] = {
-            "owner": owner,
-            "batch": limit,
-            "scan_limit": limit * 4,
-            "org_limit": org_limit,
-            "now": now,
-            "lease_until": lease_until,
-        }
+        params = claim_params(owner=owner, limit=limit, org_limit=org_limit, now=now, lease_until=lease_until)
         rows = (await session.execute(CLAIM_SQL, params)).all()
-        claimed = sorted((claimed_from_row(r) for r in rows), key=lambda run: (-run.priority, run.id))
+        claimed = in_claim_order(rows)
         # The same numbering as PostgreSQL's: event ids in the order of the run ids.
         event_rows = [
             {
