@@ -21,6 +21,7 @@ from tests.automations.conftest import Automations, steps_by_key
 from virtuousai.actions.tables import ActionRun, ActionRunEvent
 from virtuousai.api.app import create_app
 from virtuousai.config import Settings
+from virtuousai.runtime.executor import RunControl
 from virtuousai.runtime.worker import Worker
 from virtuousai.store.engine import transaction
 
@@ -91,6 +92,26 @@ async def started_step(automations: Automations, run_id: str, key: str) -> str:
     return result
 
 
+async def steal_adopted_run(app: FastAPI, run_id: str) -> RunControl:
+    """Once the worker adopted ``run_id``, another claimer takes it behind its back (as after a long pause): the
+    token moves on. Returns the worker's control of the run, holding the old token."""
+    worker = worker_of(app)
+
+    async def in_flight() -> bool:
+        return run_id in worker.in_flight
+
+    await until(in_flight, "the worker to adopt the run")
+    assert (await action_run(app, run_id)).lease_owner == worker.name
+    control = worker.in_flight[run_id]
+    async with transaction(app.state.sessions) as session:
+        await session.execute(
+            sa.update(ActionRun)
+            .where(ActionRun.id == run_id)
+            .values(lease_token=ActionRun.lease_token + 1, lease_owner="thief")
+        )
+    return control
+
+
 CHAIN = [
     {"key": "first", "action": "echo", "inputs": {"n": 1}},
     {"key": "second", "action": "sleep", "inputs": {"seconds": 30}, "depends_on": ["first"]},
@@ -123,19 +144,7 @@ async def test_an_adopted_run_is_fenced_by_its_token(app: FastAPI, automations: 
     started = await automations.start()
     second = await started_step(automations, started["id"], "second")
     worker = worker_of(app)
-
-    async def in_flight() -> bool:
-        return second in worker.in_flight
-
-    await until(in_flight, "the worker to adopt the run")
-    assert (await action_run(app, second)).lease_owner == worker.name
-    # Another claimer takes the run behind the worker's back (as after a long pause): the token moves on.
-    async with transaction(app.state.sessions) as session:
-        await session.execute(
-            sa.update(ActionRun)
-            .where(ActionRun.id == second)
-            .values(lease_token=ActionRun.lease_token + 1, lease_owner="thief")
-        )
+    await steal_adopted_run(app, second)
     events_before = await events(app, second)
 
     async def dropped() -> bool:

@@ -3,11 +3,15 @@ per-organization limit and draining."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import sqlalchemy as sa
 
 from tests.runtime.conftest import Harness, eventually
 from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import RunStatus
+from virtuousai.store.drivers import ClaimedRun, hub_for
 
 
 async def test_a_run_goes_pending_running_completed_with_an_event_per_transition(harness: Harness) -> None:
@@ -99,3 +103,39 @@ async def test_one_organization_cannot_hold_more_than_its_limit_of_running_runs(
     pending = [r for r in flood if (await harness.get(r)).status is RunStatus.PENDING]
     assert len(pending) == 3
     assert [(await harness.get(r)).status for r in theirs] == [RunStatus.RUNNING] * 2
+
+
+async def test_a_freed_slot_claims_again_only_while_runs_may_be_waiting(harness: Harness) -> None:
+    # A 30 s poll: within this test only wake-ups and freed slots can start a claim.
+    listener = asyncio.create_task(harness.driver.listen(hub_for(harness.engine.url)))  # PostgreSQL: NOTIFY
+    try:
+        backlog = [await harness.create("echo", {"n": i}) for i in range(4)]
+        worker = harness.start_worker(worker_concurrency=2, poll_interval_s=30.0)  # claims one run at a time
+        claims: list[int] = []
+        claim = worker.queue.claim
+
+        async def counted(**kwargs: Any) -> list[ClaimedRun]:
+            claimed = await claim(**kwargs)
+            claims.append(len(claimed))
+            return claimed
+
+        worker.queue.claim = counted  # type: ignore[method-assign]
+
+        async def idle() -> bool:
+            return not worker.in_flight and bool(claims) and claims[-1] == 0
+
+        # Four runs for two slots: each freed slot claims the next at once.
+        for run_id in backlog:
+            await harness.wait_for(run_id, {RunStatus.COMPLETED}, timeout=10)
+        await eventually(idle, what="the claim that found the queue empty")
+        # The last claim found the queue empty: a freed slot starts no claim now (new work announces itself with
+        # an ``enqueued`` wake-up, which does).
+        assert not worker._backlog
+        worker._wake.clear()
+        worker._slot_freed()
+        assert not worker._wake.is_set()
+        late = await harness.create("echo", {"n": "late"})
+        await harness.wait_for(late, {RunStatus.COMPLETED}, timeout=10)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)

@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         await runtime.start()
         # Next to the workers: the automation engine's completion hook, its sweep and the cron scheduler.
         automation_services = AutomationServices(runtime)
+        app.state.automations = automation_services
         await automation_services.start()
         try:
             yield

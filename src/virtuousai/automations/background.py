@@ -37,6 +37,7 @@ class AutomationServices:
         self.runtime.on_run_finished.append(self.on_run_finished)
         for worker in self.runtime.workers:  # this process advances the automation runs its workers finish
             worker.publish_finishes_as(PROCESS_ID)
+            worker.executor.recorder.fused = self.engine.finish_and_advance
         self._tasks = [
             asyncio.create_task(self._sweep_loop(), name="automations:sweep"),
             asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),
@@ -46,6 +47,8 @@ class AutomationServices:
         self._stop.set()
         with contextlib.suppress(ValueError):
             self.runtime.on_run_finished.remove(self.on_run_finished)
+        for worker in self.runtime.workers:
+            worker.executor.recorder.fused = None
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def on_run_finished(self, finished: Wakeup) -> None:
@@ -55,6 +58,8 @@ class AutomationServices:
             return  # an API, agent, chat or schedule run: no automation waits on it
         if finished.publisher and finished.publisher != PROCESS_ID:
             return  # the process that executed it advances its automation run (the sweep covers one that dies)
+        if self.engine.took_pass_for(finished.run_id):
+            return  # recorded together with its pass (``AutomationEngine.finish_and_advance``)
         if finished.tenant_id and finished.automation_run_id:
             await self.engine.advance_coalesced(finished.tenant_id, finished.automation_run_id)
         else:

@@ -16,12 +16,20 @@ In a process that executes ActionRuns (``background.py`` gives the engine a ``Lo
 new ActionRun already RUNNING under a local worker's lease when that worker has a free slot, the run needs no
 approval and its organization is under its concurrency limit, and hands it to the worker after the commit
 (``runtime/handoff.py``): the next step of a chain starts without a wake-up or a claim. Otherwise it is PENDING.
+
+A pass leaves what it read and decided in this process's ``StepCache``, versioned by the run's event counter; the
+next pass of the run reads the steps again only if the counter moved. And when that next pass is triggered by the
+outcome of the run's only active ActionRun, executed here, ``finish_and_advance`` records the outcome and takes
+the pass in one transaction, with no reads but a lock that checks the counter: a chain's step costs one
+transaction. Whatever it cannot be sure of (the run moved, another ActionRun is active, a lost lease) goes the
+general way: the outcome alone, then the hook's full pass.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +41,10 @@ from virtuousai.actions.service import ActionRunService
 from virtuousai.automations.expressions import ExpressionError, evaluate_condition, evaluate_template, render_value
 from virtuousai.automations.passes import (
     ACTIVE_ACTION_STATUSES,
+    KeptRun,
     Pass,
+    RunEvents,
+    StepCache,
     compiled_version,
     end_open_steps,
     move_run,
@@ -55,6 +66,7 @@ from virtuousai.automations.tables import AutomationRun
 from virtuousai.errors import Conflict, NotFound, ValidationFailed
 from virtuousai.runtime.handoff import LocalHandoff
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.transition import Finish, finish_runs
 from virtuousai.runtime.worker import Worker
 from virtuousai.store.drivers import claimed_from_mapping
 from virtuousai.store.engine import transaction
@@ -73,6 +85,19 @@ def item_index(key: str | None) -> int:
     return int((key or "").rsplit(":", 1)[-1])
 
 
+def _only_active(kept: KeptRun, action_run_id: str) -> bool:
+    """Whether ``action_run_id`` is the one active ActionRun of the run's RUNNING steps, as its last pass left
+    them (no other can have moved since: there is none)."""
+    running = [key for key, row in kept.steps.items() if row.status is StepStatus.RUNNING]
+    active = [ar.id for key in running for ar in kept.action_runs.get(key, []) if ar.status in ACTIVE_ACTION_STATUSES]
+    return active == [action_run_id]
+
+
+def _finished(action_run: StepActionRun, finish: Finish) -> StepActionRun:
+    """``action_run`` as ``finish`` leaves it (what the pass would read back)."""
+    return replace(action_run, status=finish.to, attempt=finish.run.attempt, error=finish.error, output=finish.output)
+
+
 class AutomationEngine:
     def __init__(
         self,
@@ -85,6 +110,9 @@ class AutomationEngine:
         self.handoff = handoff
         # Runs with a pass going in this process → whether another pass was asked for meanwhile.
         self._passes: dict[str, bool] = {}
+        self._kept = StepCache()
+        self._advanced: set[str] = set()  # ActionRuns whose finish ``finish_and_advance`` took the pass for
+        self.fused_passes = 0  # passes taken with the outcome that triggered them (observability, tests)
 
     async def advance(self, tenant_id: str, run_id: str) -> AutomationRunStatus | None:
         """Evaluate the run once and act on everything that is ready; returns its status after the pass."""
@@ -104,45 +132,136 @@ class AutomationEngine:
         adopted: list[tuple[Worker, NewStepRun]],
     ) -> AutomationRunStatus | None:
         tenant = TenantContext(tenant_id=tenant_id)
-        finished_now = False
         async with transaction(self.sessions) as session:
             runs = AutomationRunRepository(session, tenant)
             locked = await runs.lock_for_pass(run_id)
-            if locked is None or locked[0].status.is_terminal:
-                return None if locked is None else locked[0].status
-            run, org_settings = locked
+            if locked is None or locked.run.status.is_terminal:
+                self._kept.forget(run_id)
+                return None if locked is None else locked.run.status
+            run = locked.run
             version = await compiled_version(session, run.version_id)
+            kept = self._kept.take(run.id, run.last_event_seq)
+            events: RunEvents = []
             if run.status is AutomationRunStatus.PENDING:
                 if await self._queued_behind_another(runs, run, version.spec):
                     return run.status
-                move_run(session, run, AutomationRunStatus.RUNNING)
+                move_run(events, run, AutomationRunStatus.RUNNING)
                 run.template_pins = await self._pin_templates(session, tenant, version.spec) or None
-            steps, action_runs = await runs.pass_view(run.id, version.read_outputs_of)
+            if kept is not None:
+                steps = kept.steps
+            else:
+                steps = {row.step_key: row for row in await runs.step_states(run.id, version.read_outputs_of)}
             state = Pass(
                 session=session,
                 run=run,
                 version=version,
-                steps={row.step_key: row for row in steps},
-                action_runs=action_runs,
-                approval_overrides=overrides_of(org_settings),
+                steps=steps,
+                action_runs=await runs.step_action_runs(run.id, list(steps.values())),
+                approval_overrides=overrides_of(locked.org_settings),
+                events=events,
                 reserved=reserved,
                 adopted=adopted,
+                org_running=locked.org_running,
             )
             await self._evaluate(state, tenant)
-            if changed := state.changed_steps():
-                await runs.write_steps(changed)
-            if state.enqueued:
-                await publish_enqueued(session, state.enqueued[0].id)
-            finished_now = run.status.is_terminal
-            status = run.status
-            to_cancel, automation_id = list(state.to_cancel), run.automation_id
-        for worker, new_run in adopted:  # committed: these runs are RUNNING under their workers' leases
-            reserved.remove(worker)
+            await self._write(state, runs)
+        return await self._after_commit(state, tenant)
+
+    async def _write(self, state: Pass, runs: AutomationRunRepository) -> None:
+        await runs.write_pass(state.run, state.changed_steps(), state.events)
+        if state.enqueued:
+            await publish_enqueued(state.session, state.enqueued[0].id)
+
+    async def _after_commit(self, state: Pass, tenant: TenantContext) -> AutomationRunStatus:
+        """The pass committed: hand its RUNNING ActionRuns to their workers, keep its state for the next pass, ask
+        the runs of ended steps to stop, and start the next queued run once this one is over."""
+        for worker, new_run in state.adopted:
+            state.reserved.remove(worker)
             worker.adopt(claimed_from_mapping(new_run.row))
-        await self.cancel_action_runs(tenant, to_cancel)
-        if finished_now:
-            await self._start_queued(tenant, automation_id)
-        return status
+        run = state.run
+        if run.status.is_terminal:
+            self._kept.forget(run.id)
+        else:
+            self._kept.keep(state)
+        await self.cancel_action_runs(tenant, state.to_cancel)
+        if run.status.is_terminal:
+            await self._start_queued(tenant, run.automation_id)
+        return run.status
+
+    # -- an outcome and its pass in one transaction ---------------------------------------------------------------
+
+    async def finish_and_advance(self, finish: Finish, publisher: str) -> bool | None:
+        """Record a step's outcome and take the pass it triggers in one transaction; ``None`` when this cannot be
+        done here (the caller records the outcome alone, and the ``on_run_finished`` hook takes the pass).
+
+        The worker that executed the run calls this (``OutcomeRecorder.fused``). It applies when this process
+        took the run's last pass (``StepCache``), that pass left this ActionRun as the run's only active one, and
+        the run is still at the event counter that pass left: then nothing but this outcome can have changed, so
+        the pass needs no reads — one statement records the outcome, one locks the run if it is still at that
+        counter. A chain's step costs one transaction instead of two, and no hook. Returns whether the outcome
+        was recorded (``False``: the lease was lost; nothing was written)."""
+        ran = finish.run
+        run_id = ran.automation_run_id
+        if self.handoff is None or not run_id or not finish.to.is_terminal or run_id in self._passes:
+            return None
+        kept = self._kept.peek(run_id)
+        if kept is None or kept.run.tenant_id != ran.tenant_id or not _only_active(kept, ran.id):
+            return None
+        self._kept.forget(run_id)  # from here the pass owns it; its commit keeps it again
+        self._passes[run_id] = False  # hooks for this run meanwhile ask for one more pass (advance_coalesced)
+        reserved: list[Worker] = []
+        try:
+            recorded = await self._finish_and_pass(finish, publisher, kept, reserved)
+        except Exception:
+            log.warning("automation run %s: outcome and pass together failed; recording the outcome alone", run_id)
+            self._advanced.discard(ran.id)
+            return None
+        finally:
+            for worker in reserved:  # not used, or the transaction rolled back
+                worker.release_slot()
+            asked_again = self._passes.pop(run_id)
+        if asked_again:
+            await self.advance_coalesced(ran.tenant_id, run_id)
+        return recorded
+
+    async def _finish_and_pass(self, finish: Finish, publisher: str, kept: KeptRun, reserved: list[Worker]) -> bool:
+        ran, tenant = finish.run, TenantContext(tenant_id=finish.run.tenant_id)
+        async with transaction(self.sessions) as session:
+            if ran.id not in await finish_runs(session, [finish], now=utcnow(), publisher=publisher):
+                return False  # the lease was lost: nothing changed
+            runs = AutomationRunRepository(session, tenant)
+            locked = await runs.lock_at(kept.run.id, kept.seq)
+            if locked is None:
+                return True  # moved since: the outcome commits alone, and the hook takes a full pass
+            org_settings, org_running = locked
+            for row in kept.action_runs.values():
+                row[:] = [_finished(ar, finish) if ar.id == ran.id else ar for ar in row]
+            state = Pass(
+                session=session,
+                run=kept.run,
+                version=await compiled_version(session, kept.run.version_id),
+                steps=kept.steps,
+                action_runs=kept.action_runs,
+                approval_overrides=overrides_of(org_settings),
+                reserved=reserved,
+                org_running=org_running,
+            )
+            await self._evaluate(state, tenant)
+            await self._write(state, runs)
+            self._advanced.add(ran.id)  # before the commit, which may deliver the wake-up (SQLite)
+        self.fused_passes += 1
+        try:
+            await self._after_commit(state, tenant)
+        except Exception:
+            log.exception("automation run %s: after its pass", kept.run.id)
+        return True
+
+    def took_pass_for(self, action_run_id: str) -> bool:
+        """Whether ``finish_and_advance`` already took the pass that this ActionRun's finish calls for."""
+        if action_run_id in self._advanced:
+            self._advanced.discard(action_run_id)
+            return True
+        return False
 
     async def _evaluate(self, state: Pass, tenant: TenantContext) -> None:
         fatal: str | None = None
@@ -157,7 +276,7 @@ class AutomationEngine:
                 blocking = [d for d in dependencies if d.status is not StepStatus.COMPLETED]
                 if step.trigger == "all_success" and blocking:
                     reason = f"dependency {blocking[0].step_key!r} is {blocking[0].status.value}"
-                    move_step(state.session, state.run, row, StepStatus.SKIPPED, reason=reason)
+                    move_step(state.events, state.run, row, StepStatus.SKIPPED, reason=reason)
                 else:
                     await self._launch(state, tenant, row, step)
             if row.status is StepStatus.FAILED and step.on_failure == "fail_run":
@@ -166,15 +285,15 @@ class AutomationEngine:
         if fatal is not None:
             self._fail_run(state, fatal)
         elif all(row.status.is_terminal for row in state.steps.values()):
-            move_run(state.session, state.run, AutomationRunStatus.COMPLETED)
+            move_run(state.events, state.run, AutomationRunStatus.COMPLETED)
 
     def _fail_run(self, state: Pass, failed_step: str) -> None:
         error = state.steps[failed_step].error or {}
         reason = f"the run failed at step {failed_step!r}"
-        state.to_cancel += end_open_steps(state.session, state.run, state.steps, state.action_runs, reason)
+        state.to_cancel += end_open_steps(state.events, state.run, state.steps, state.action_runs, reason)
         run_error = {"type": "StepFailed", "step": failed_step, "message": f"step {failed_step!r} failed: "}
         run_error["message"] += str(error.get("message", error.get("type", "")))
-        move_run(state.session, state.run, AutomationRunStatus.FAILED, error=run_error)
+        move_run(state.events, state.run, AutomationRunStatus.FAILED, error=run_error)
 
     # -- starting a step -----------------------------------------------------------------------------------------
 
@@ -182,17 +301,17 @@ class AutomationEngine:
         scope = state.scope(step.key)
         try:
             if step.when is not None and not evaluate_condition(step.when, scope):
-                move_step(state.session, state.run, row, StepStatus.SKIPPED, reason="`when` is false")
+                move_step(state.events, state.run, row, StepStatus.SKIPPED, reason="`when` is false")
                 return
             items = self._items(step, scope)
         except ExpressionError as exc:
             error = {"type": "ExpressionError", "message": str(exc)}
-            move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
+            move_step(state.events, state.run, row, StepStatus.FAILED, error=error)
             return
         if items is not None and not items:
-            move_step(state.session, state.run, row, StepStatus.COMPLETED, output=[], item_count=0)
+            move_step(state.events, state.run, row, StepStatus.COMPLETED, output=[], item_count=0)
             return
-        move_step(state.session, state.run, row, StepStatus.RUNNING, item_count=None if items is None else len(items))
+        move_step(state.events, state.run, row, StepStatus.RUNNING, item_count=None if items is None else len(items))
         await self._collect(state, tenant, row, step)
 
     @staticmethod
@@ -230,14 +349,14 @@ class AutomationEngine:
             error |= {"action_run_id": first.id}
             if row.item_count is not None:
                 error |= {"items_failed": failed}
-            move_step(state.session, state.run, row, StepStatus.FAILED, error=error, attempts=attempts)
+            move_step(state.events, state.run, row, StepStatus.FAILED, error=error, attempts=attempts)
             return
         if row.item_count is None:
             output = existing[0].output  # read with the pass (a single run's output)
         else:
             by_key = await AutomationRunRepository(state.session, tenant).step_outputs(state.run.id, row.step_key)
             output = [by_key[existing[i].idempotency_key] for i in range(total)]
-        move_step(state.session, state.run, row, StepStatus.COMPLETED, output=output, attempts=attempts)
+        move_step(state.events, state.run, row, StepStatus.COMPLETED, output=output, attempts=attempts)
 
     async def _start_items(
         self, state: Pass, tenant: TenantContext, row: StepState, step: Step, indexes: range
@@ -299,8 +418,6 @@ class AutomationEngine:
         that needs an approval, never past the organization's concurrency limit (its RUNNING runs count)."""
         if self.handoff is None or not any(run.status is RunStatus.PENDING for run in new_runs):
             return new_runs
-        if state.org_running is None:
-            state.org_running = await self.handoff.org_running(state.session, tenant.tenant_id)
         result: list[NewStepRun] = []
         for run in new_runs:
             worker = None
@@ -318,7 +435,7 @@ class AutomationEngine:
 
     @staticmethod
     def _item_failed(state: Pass, row: StepState, error: dict[str, Any]) -> None:
-        move_step(state.session, state.run, row, StepStatus.FAILED, error=error)
+        move_step(state.events, state.run, row, StepStatus.FAILED, error=error)
 
     async def _action_request(
         self, state: Pass, tenant: TenantContext, step: Step, scope: dict[str, Any]
@@ -407,11 +524,14 @@ class AutomationEngine:
                 raise Conflict(f"automation run {run_id} already finished ({run.status.value})")
             rows, action_runs = await runs.pass_view(run.id, frozenset())
             steps = {row.step_key: row for row in rows}
-            to_cancel = end_open_steps(session, run, steps, action_runs, "the run was cancelled")
-            await runs.write_steps([row for row in rows if row.changed])
+            events: RunEvents = []
+            to_cancel = end_open_steps(events, run, steps, action_runs, "the run was cancelled")
             error = {"type": "Cancelled", "message": "cancelled on request", "requested_by": tenant.user_id}
-            move_run(session, run, AutomationRunStatus.CANCELLED, error=error, cancel_requested_at=utcnow())
+            move_run(events, run, AutomationRunStatus.CANCELLED, error=error, cancel_requested_at=utcnow())
+            session.expunge(run)  # written by write_pass, with its steps and events
+            await runs.write_pass(run, [row for row in rows if row.changed], events)
             automation_id = run.automation_id
+        self._kept.forget(run_id)
         await self.cancel_action_runs(tenant, to_cancel)
         await self._start_queued(tenant, automation_id)
         return run

@@ -21,7 +21,7 @@ from virtuousai.automations.repository import StepActionRun, StepState
 from virtuousai.automations.spec import AutomationSpec, Step
 from virtuousai.automations.states import AutomationRunStatus, StepStatus, check_run_transition, check_step_transition
 from virtuousai.automations.step_runs import NewStepRun
-from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationVersion
+from virtuousai.automations.tables import AutomationRun, AutomationVersion
 from virtuousai.ids import new_id
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.worker import Worker
@@ -33,26 +33,31 @@ ACTIVE_ACTION_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunSta
 # -- the state machines, applied in one place each -------------------------------------------------------------
 
 
-def append_run_event(session: AsyncSession, run: AutomationRun, kind: str, data: dict[str, Any]) -> None:
+# The ``automation_run_events`` rows a pass (or a cancel, or a run's creation) staged; written once, with the rest
+# of its changes (``AutomationRunRepository.write_pass``).
+RunEvents = list[dict[str, Any]]
+
+
+def append_run_event(events: RunEvents, run: AutomationRun, kind: str, data: dict[str, Any]) -> None:
     """Number and stage an event; the caller holds the run's lock, so the counter cannot race."""
     run.last_event_seq += 1
-    session.add(
-        AutomationRunEvent(
-            id=new_id("aevt"),
-            tenant_id=run.tenant_id,
-            automation_run_id=run.id,
-            seq=run.last_event_seq,
-            kind=kind,
-            data=data,
-            created_at=utcnow(),
-        )
+    events.append(
+        {
+            "id": new_id("aevt"),
+            "tenant_id": run.tenant_id,
+            "automation_run_id": run.id,
+            "seq": run.last_event_seq,
+            "kind": kind,
+            "data": data,
+            "created_at": utcnow(),
+        }
     )
 
 
-def move_run(session: AsyncSession, run: AutomationRun, to: AutomationRunStatus, **values: Any) -> None:
+def move_run(events: RunEvents, run: AutomationRun, to: AutomationRunStatus, **values: Any) -> None:
     check_run_transition(run.status, to)
     now = utcnow()
-    append_run_event(session, run, "run", {"from": run.status.value, "to": to.value, **_public(values)})
+    append_run_event(events, run, "run", {"from": run.status.value, "to": to.value, **_public(values)})
     run.status, run.updated_at = to, now
     if to is AutomationRunStatus.RUNNING:
         run.started_at = now
@@ -62,11 +67,11 @@ def move_run(session: AsyncSession, run: AutomationRun, to: AutomationRunStatus,
         setattr(run, name, value)
 
 
-def move_step(session: AsyncSession, run: AutomationRun, step: StepState, to: StepStatus, **values: Any) -> None:
+def move_step(events: RunEvents, run: AutomationRun, step: StepState, to: StepStatus, **values: Any) -> None:
     check_step_transition(step.status, to)
     now = utcnow()
     data = {"step": step.step_key, "from": step.status.value, "to": to.value, **_public(values)}
-    append_run_event(session, run, "step", data)
+    append_run_event(events, run, "step", data)
     step.status, step.changed = to, True
     if to is StepStatus.RUNNING:
         step.started_at = now
@@ -78,7 +83,7 @@ def move_step(session: AsyncSession, run: AutomationRun, step: StepState, to: St
 
 
 def end_open_steps(
-    session: AsyncSession,
+    events: RunEvents,
     run: AutomationRun,
     steps: dict[str, StepState],
     action_runs: dict[str, list[StepActionRun]],
@@ -90,7 +95,7 @@ def end_open_steps(
         if row.status.is_terminal:
             continue
         to_cancel += [ar.id for ar in action_runs.get(row.step_key, []) if ar.status in ACTIVE_ACTION_STATUSES]
-        move_step(session, run, row, StepStatus.CANCELLED, reason=reason)
+        move_step(events, run, row, StepStatus.CANCELLED, reason=reason)
     return to_cancel
 
 
@@ -166,6 +171,58 @@ async def compiled_version(session: AsyncSession, version_id: str) -> CompiledVe
     return _COMPILED[version_id]
 
 
+# -- step states kept between passes -------------------------------------------------------------------------
+
+
+@dataclass
+class KeptRun:
+    """A run as this process's last pass of it left it: its row (detached from any session), its steps, and the
+    ActionRuns of its RUNNING steps, all as of the run's event counter ``seq``."""
+
+    seq: int
+    run: AutomationRun
+    steps: dict[str, StepState]
+    action_runs: dict[str, list[StepActionRun]]
+
+
+class StepCache:
+    """The state a pass of this process left behind, so the next pass of the same run need not read every step
+    again (a chain of n steps would read n rows on each of its n passes).
+
+    Every change to a run's steps goes through ``move_step``, which appends a run event under the run's lock, so
+    the run's ``last_event_seq`` versions its steps: states kept at seq ``s`` are exactly what the table holds
+    while the locked run still shows ``s``. Any other writer (another process's pass, a cancel) moves the seq
+    and the next pass here reads the table. A pass ``take``s the states (a pass that rolls back must not leave
+    its half-made changes behind) and ``keep``s them again after its commit. The ActionRuns are kept for
+    ``AutomationEngine.finish_and_advance``, which trusts them only for a run with a single active ActionRun."""
+
+    def __init__(self, max_runs: int = 1024) -> None:
+        self.max_runs = max_runs
+        self._runs: OrderedDict[str, KeptRun] = OrderedDict()
+
+    def take(self, run_id: str, seq: int | None = None) -> KeptRun | None:
+        """The kept state of ``run_id``, removed from the cache; ``None`` if there is none (or it is not at
+        ``seq``, when given)."""
+        kept = self._runs.pop(run_id, None)
+        return None if kept is None or (seq is not None and kept.seq != seq) else kept
+
+    def peek(self, run_id: str) -> KeptRun | None:
+        return self._runs.get(run_id)
+
+    def forget(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def keep(self, state: Pass) -> None:
+        run, read = state.run, state.version.read_outputs_of
+        for key, row in state.steps.items():
+            row.changed = False
+            if read is not None and key not in read:
+                row.output = None  # as the table read gives it: outputs only where an expression reads them
+        self._runs[run.id] = KeptRun(run.last_event_seq, run, state.steps, state.action_runs)
+        if len(self._runs) > self.max_runs:
+            self._runs.popitem(last=False)
+
+
 # -- one pass ----------------------------------------------------------------------------------------------------
 
 
@@ -179,13 +236,14 @@ class Pass:
     steps: dict[str, StepState]
     action_runs: dict[str, list[StepActionRun]]
     approval_overrides: dict[str, bool]
+    events: RunEvents = field(default_factory=list)
     to_cancel: list[str] = field(default_factory=list)
     enqueued: list[NewStepRun] = field(default_factory=list)  # new PENDING ActionRuns: one wake-up at the end
     # Slots reserved on this process's workers (``runtime/handoff.py``) → the RUNNING ActionRun created for each,
     # handed to its worker once the pass commits; a reservation left without a run is released.
     reserved: list[Worker] = field(default_factory=list)
     adopted: list[tuple[Worker, NewStepRun]] = field(default_factory=list)
-    org_running: int | None = None  # the organization's RUNNING runs, read once when the pass first hands one off
+    org_running: int = 0  # the organization's RUNNING ActionRuns, counted up as the pass hands runs off
 
     def scope(self, step_key: str, **extra: Any) -> dict[str, Any]:
         """The expression scope of one step: the steps it reads (all of them if it reads by a computed key)."""

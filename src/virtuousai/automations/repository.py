@@ -60,8 +60,34 @@ class StepState:
     changed: bool = False
 
 
+@dataclass(frozen=True)
+class LockedRun:
+    """An automation run locked for a pass, with what the pass needs of its organization."""
+
+    run: AutomationRun
+    org_settings: dict[str, Any]
+    org_running: int  # the organization's RUNNING ActionRuns when the pass began
+
+
+# What a pass (or a cancel) may change on a run.
+_RUN_WRITES = (
+    "status",
+    "error",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested_at",
+    "last_event_seq",
+    "template_pins",
+)
+
 # What a pass may change on a step (a step it moves is never COMPLETED before, so its stored output is null).
 _STEP_WRITES = ("status", "item_count", "output", "error", "reason", "attempts", "started_at", "finished_at")
+
+
+def _sql_null_for_none(value: Any) -> Any:
+    # Core would store None in a JSON column as the JSON ``null``; the ORM's rows hold SQL NULL there.
+    return sa.null() if value is None else value
 
 
 class AutomationRepository(TenantRepository[Automation]):
@@ -119,34 +145,64 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         )
         return result
 
-    async def lock_for_pass(self, run_id: str) -> tuple[AutomationRun, dict[str, Any]] | None:
-        """``lock``, and the organization's settings in the same statement (the approval policy of the runs the
-        pass may create), so a pass starts with one round trip."""
+    async def lock_for_pass(self, run_id: str) -> LockedRun | None:
+        """``lock``, with the organization's settings (the approval policy of the runs the pass may create) and
+        its RUNNING ActionRuns (what ``per_org_concurrency`` counts, for the runs the pass hands to a local
+        worker) in the same statement, so a pass starts with one round trip."""
+        running = (
+            sa.select(sa.func.count())
+            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.status == RunStatus.RUNNING)
+            .scalar_subquery()
+        )
         row = (
             await self.session.execute(
                 self.base_query()
-                .add_columns(Organization.settings)
+                .add_columns(Organization.settings, running)
                 .join(Organization, Organization.id == AutomationRun.tenant_id)
                 .where(AutomationRun.id == run_id)
                 .with_for_update(of=AutomationRun)
                 .execution_options(populate_existing=True)
             )
         ).first()
-        return None if row is None else (row[0], dict(row[1] or {}))
+        if row is None:
+            return None
+        # Detached: a pass changes the row in memory and ``write_pass`` stores it, not the session's flush.
+        self.session.expunge(row[0])
+        return LockedRun(row[0], dict(row[1] or {}), int(row[2]))
+
+    async def lock_at(self, run_id: str, seq: int) -> tuple[dict[str, Any], int] | None:
+        """Lock the run if it is still at event ``seq``, with the organization's settings and RUNNING ActionRuns
+        (as ``lock_for_pass``); ``None`` if another pass or a cancel moved it since. One statement: the pass of
+        ``AutomationEngine.finish_and_advance``, which knows the rest of the run from its last pass."""
+        running = (
+            sa.select(sa.func.count())
+            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.status == RunStatus.RUNNING)
+            .scalar_subquery()
+        )
+        stmt = (
+            sa.select(AutomationRun.last_event_seq, Organization.settings, running)
+            .join(Organization, Organization.id == AutomationRun.tenant_id)
+            .where(AutomationRun.tenant_id == self.tenant_id, AutomationRun.id == run_id)
+            .with_for_update(of=AutomationRun)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return None if row is None or row[0] != seq else (dict(row[1] or {}), int(row[2]))
 
     async def pass_view(
         self, run_id: str, read_outputs_of: frozenset[str] | None
     ) -> tuple[list[StepState], dict[str, list[StepActionRun]]]:
-        """Every step of the run, and the ActionRuns of its RUNNING steps (none to read when no step is running).
+        """Every step of the run (``step_states``) and the ActionRuns of its RUNNING ones (``step_action_runs``)."""
+        steps = await self.step_states(run_id, read_outputs_of)
+        return steps, await self.step_action_runs(run_id, steps)
 
-        Two statements with constant predicates only, so the plan is an index lookup whatever the planner knows:
-        a join of the two tables on the step key can turn into probing the run's ActionRuns once per step
-        (quadratic in a long chain) on tables without statistics yet.
+    async def step_states(self, run_id: str, read_outputs_of: frozenset[str] | None) -> list[StepState]:
+        """Every step of the run, in position order.
 
-        Outputs are read only where a pass needs them: steps named in ``read_outputs_of`` (``None``: every step),
-        and the finished ActionRun of a single-run step (the step's output when it completes). A ``for_each``
-        step's outputs are read once, when it completes (``step_outputs``)."""
-        step, run = AutomationStepRun, ActionRun
+        Outputs are read only where a pass needs them: steps named in ``read_outputs_of`` (``None``: every step).
+        A statement with constant predicates only, like ``step_action_runs``, so the plan is an index lookup
+        whatever the planner knows: a join of the two tables on the step key can turn into probing the run's
+        ActionRuns once per step (quadratic in a long chain) on tables without statistics yet."""
+        step = AutomationStepRun
         if read_outputs_of is None:
             step_output: sa.ColumnElement[Any] = step.output.expression
         elif read_outputs_of:
@@ -169,11 +225,17 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
             .where(step.tenant_id == self.tenant_id, step.automation_run_id == run_id)
             .order_by(step.position)
         )
-        steps = [StepState(*row) for row in (await self.session.execute(steps_stmt)).tuples().all()]
+        return [StepState(*row) for row in (await self.session.execute(steps_stmt)).tuples().all()]
+
+    async def step_action_runs(self, run_id: str, steps: Sequence[StepState]) -> dict[str, list[StepActionRun]]:
+        """The ActionRuns of the RUNNING steps (none to read when no step is running), by step key; with its
+        output, the finished ActionRun of a single-run step (the step's output when it completes). A
+        ``for_each`` step's outputs are read once, when it completes (``step_outputs``)."""
+        run = ActionRun
         running = [row.step_key for row in steps if row.status is StepStatus.RUNNING]
         action_runs: dict[str, list[StepActionRun]] = {}
         if not running:
-            return steps, action_runs
+            return action_runs
         single = [row.step_key for row in steps if row.status is StepStatus.RUNNING and row.item_count is None]
         single_output = sa.case((sa.and_(run.step_key.in_(single), run.status == RunStatus.COMPLETED), run.output))
         runs_stmt = (
@@ -191,7 +253,24 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         )
         for row in (await self.session.execute(runs_stmt)).tuples().all():
             action_runs.setdefault(row[1] or "", []).append(StepActionRun(*row))
-        return steps, action_runs
+        return action_runs
+
+    async def write_pass(
+        self, run: AutomationRun, steps: Sequence[StepState], events: Sequence[dict[str, Any]]
+    ) -> None:
+        """Store what a pass changed: the run row (detached, so written here), the steps it moved and its events.
+        Core statements, not the session's flush: three round trips, whatever the pass did."""
+        if not events:
+            return  # nothing moved (every change appends an event)
+        table = cast(sa.Table, AutomationRun.__table__)
+        await self.session.execute(
+            sa.update(table)
+            .where(table.c.id == run.id, table.c.tenant_id == self.tenant_id)
+            .values({name: _sql_null_for_none(getattr(run, name)) for name in _RUN_WRITES})
+        )
+        if steps:
+            await self.write_steps(steps)
+        await self.session.execute(sa.insert(cast(sa.Table, AutomationRunEvent.__table__)), list(events))
 
     async def write_steps(self, steps: Sequence[StepState]) -> None:
         """Store the steps a pass moved, in one statement (executemany: one round trip)."""

@@ -17,7 +17,7 @@ from virtuousai.actions.registry import KindRegistry
 from virtuousai.actions.tables import ActionRun
 from virtuousai.automations.engine import AutomationEngine
 from virtuousai.automations.graph import build_graph
-from virtuousai.automations.passes import append_run_event
+from virtuousai.automations.passes import RunEvents, append_run_event
 from virtuousai.automations.repository import AutomationRunRepository
 from virtuousai.automations.service import AutomationService, AutomationWithVersion
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
@@ -71,7 +71,9 @@ def stage_run(
         template_snapshot=template_snapshot,
     )
     session.add(run)
-    append_run_event(session, run, "run", {"from": None, "to": "PENDING", "trigger": trigger})
+    events: RunEvents = []
+    append_run_event(events, run, "run", {"from": None, "to": "PENDING", "trigger": trigger})
+    session.add_all(AutomationRunEvent(**event) for event in events)
     for position, key in enumerate(build_graph(found.spec).order):
         previous = (reused or {}).get(key)
         keep = previous is not None and previous.status is StepStatus.COMPLETED

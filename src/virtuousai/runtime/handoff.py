@@ -11,7 +11,7 @@ watchdog re-queues the run (the normal recovery path); if the transaction rolls 
 The creator must ``reserve()`` the slot before deciding (so a concurrent claim cannot take it) and, after its
 transaction, either ``adopt`` the run or ``release`` the reservation. Only a run that would be PENDING may be
 created this way: never one that needs an approval, and never past the organization's concurrency limit
-(``org_running`` counts its RUNNING runs, adopted ones included). Used by the automation engine for the next
+(the caller counts the organization's RUNNING runs, adopted ones included). Used by the automation engine for the next
 steps of an automation run (``automations/engine.py``).
 """
 
@@ -21,10 +21,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from virtuousai.actions.tables import ActionRun
 from virtuousai.config import Settings
 from virtuousai.runtime.states import RunStatus, check_creation
 from virtuousai.runtime.worker import Worker
@@ -42,11 +38,6 @@ class LocalHandoff:
             if worker.reserve_slot():
                 return worker
         return None
-
-    async def org_running(self, session: AsyncSession, tenant_id: str) -> int:
-        """How many runs of the organization are RUNNING (what the claim counts against ``per_org_concurrency``)."""
-        stmt = sa.select(sa.func.count()).where(ActionRun.tenant_id == tenant_id, ActionRun.status == RunStatus.RUNNING)
-        return int((await session.execute(stmt)).scalar_one())
 
     def running_columns(self, worker: Worker, now: datetime) -> dict[str, Any]:
         """The columns that make a new run RUNNING under ``worker``'s lease (what a claim would have set)."""

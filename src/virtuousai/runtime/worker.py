@@ -11,6 +11,11 @@
 A run created by this process already RUNNING under this worker's lease (``runtime/handoff.py``) joins through
 ``reserve_slot`` then ``adopt``: no claim, and from then on handled exactly like a claimed run.
 
+A freed slot starts a claim at once only while runs may be waiting (the last claim filled every slot it asked
+for, or an ``enqueued`` wake-up came since); after a claim that found the queue short, new work announces itself
+with a wake-up, and the poll interval catches the rest (a retry's backoff ending, an organization dropping below
+its concurrency limit).
+
 A monitor stops the worker if a side task dies. ``stop()`` drains: no more claims; in-flight runs get
 ``drain_timeout_s`` to finish, then are released back to PENDING (their attempt given back) for another worker.
 """
@@ -66,6 +71,11 @@ class Worker:
         self.hub = hub
         self.in_flight: dict[str, RunControl] = {}
         self._reserved = 0  # slots promised to runs being created for ``adopt`` (the claim leaves them free)
+        # Whether runs may be waiting that a claim now would find: the last claim took all it asked for, or could
+        # not ask (no free slot), or an ``enqueued`` wake-up came since it began. A freed slot starts a claim only
+        # then; otherwise the queue was empty and a new run announces itself.
+        self._backlog = True
+        self._enqueued = 0  # ``enqueued`` wake-ups heard so far
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._check_aborts = asyncio.Event()
@@ -111,14 +121,17 @@ class Worker:
             self._wake.clear()
             free = self.concurrency - len(self.in_flight) - self._reserved
             claimed: list[ClaimedRun] = []
+            self._backlog = True
             if free > 0:
+                heard, limit = self._enqueued, min(free, self.claim_batch)
                 try:
                     claimed = await self.queue.claim(
                         owner=self.name,
-                        limit=min(free, self.claim_batch),
+                        limit=limit,
                         org_limit=self.settings.per_org_concurrency,
                         lease_s=self.settings.lease_s,
                     )
+                    self._backlog = len(claimed) == limit or self._enqueued != heard
                 except Exception:
                     log.exception("worker %s: claim failed; retrying after the poll interval", self.name)
                 for run in claimed:
@@ -147,7 +160,7 @@ class Worker:
     def release_slot(self) -> None:
         """Give back a reservation that no run took (its creation rolled back, or was not needed)."""
         self._reserved = max(0, self._reserved - 1)
-        self._wake.set()
+        self._slot_freed()
 
     def adopt(self, run: ClaimedRun) -> None:
         """Execute ``run``, committed RUNNING with ``lease_owner`` this worker and its ``lease_token``, in the slot
@@ -177,10 +190,17 @@ class Worker:
             log.exception("worker %s: run %s could not be recorded", self.name, control.run.id)
         finally:
             self.in_flight.pop(control.run.id, None)
-            self._wake.set()  # a slot is free
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        # Claim again at once only if runs may be waiting. A run held back by its organization's concurrency limit
+        # is found by the next claim a wake-up or the poll interval starts (as one freed by another process is).
+        if self._backlog:
+            self._wake.set()
 
     def _on_wakeup(self, wakeup: Wakeup) -> None:
         if wakeup.topic == "enqueued":
+            self._enqueued += 1
             self._wake.set()
         elif wakeup.topic == "cancel" and wakeup.run_id in self.in_flight:
             self._check_aborts.set()
