@@ -56,6 +56,7 @@ from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.step_runs import (
     NewStepRun,
     StepRunRequest,
+    first_events,
     insert_step_runs,
     key_holders,
     leased_to,
@@ -168,7 +169,7 @@ class AutomationEngine:
         return await self._after_commit(state, tenant)
 
     async def _write(self, state: Pass, runs: AutomationRunRepository) -> None:
-        await runs.write_pass(state.run, state.changed_steps(), state.events)
+        await runs.write_pass(state.run, state.changed_steps(), state.events, state.first_events)
         if state.enqueued:
             await publish_enqueued(state.session, state.enqueued[0].id)
 
@@ -393,6 +394,7 @@ class AutomationEngine:
                 return self._item_failed(state, row, {"type": "TemplateNotFound", "message": exc.detail, "item": index})
         new_runs = await self._hand_off(state, tenant, new_runs, now)
         inserted = await insert_step_runs(state.session, new_runs)
+        state.first_events += first_events([run for run in new_runs if run.idempotency_key in inserted])
         if len(inserted) < len(new_runs):
             # A run the automation did not create holds an item's key (see step_runs.py): the step fails, and the
             # items just created are stopped.
@@ -529,7 +531,7 @@ class AutomationEngine:
             error = {"type": "Cancelled", "message": "cancelled on request", "requested_by": tenant.user_id}
             move_run(events, run, AutomationRunStatus.CANCELLED, error=error, cancel_requested_at=utcnow())
             session.expunge(run)  # written by write_pass, with its steps and events
-            await runs.write_pass(run, [row for row in rows if row.changed], events)
+            await runs.write_pass(run, [row for row in rows if row.changed], events, [])
             automation_id = run.automation_id
         self._kept.forget(run_id)
         await self.cancel_action_runs(tenant, to_cancel)

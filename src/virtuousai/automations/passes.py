@@ -237,6 +237,7 @@ class Pass:
     action_runs: dict[str, list[StepActionRun]]
     approval_overrides: dict[str, bool]
     events: RunEvents = field(default_factory=list)
+    first_events: list[dict[str, Any]] = field(default_factory=list)  # of the new ActionRuns (``first_events``)
     to_cancel: list[str] = field(default_factory=list)
     enqueued: list[NewStepRun] = field(default_factory=list)  # new PENDING ActionRuns: one wake-up at the end
     # Slots reserved on this process's workers (``runtime/handoff.py``) → the RUNNING ActionRun created for each,

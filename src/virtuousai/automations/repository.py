@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.tables import ActionRun
+from virtuousai.actions.tables import ActionRun, ActionRunEvent
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.tables import (
     Automation,
@@ -23,6 +24,7 @@ from virtuousai.automations.tables import (
 from virtuousai.ids import has_prefix
 from virtuousai.orgs.tables import Organization
 from virtuousai.runtime.states import RunStatus
+from virtuousai.store.base import JSONDoc, UTCDateTime
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantRepository
 
@@ -83,6 +85,111 @@ _RUN_WRITES = (
 
 # What a pass may change on a step (a step it moves is never COMPLETED before, so its stored output is null).
 _STEP_WRITES = ("status", "item_count", "output", "error", "reason", "attempts", "started_at", "finished_at")
+
+
+# ``write_pass`` on PostgreSQL: the steps, both kinds of events and the run row in one statement (data-modifying
+# CTEs over arrays), so a pass's writes cost one round trip however much it moved.
+_PG_WRITE_PASS = sa.text(
+    """
+WITH steps AS (
+    UPDATE automation_step_runs AS s SET
+        status = v.status, item_count = v.item_count, output = CAST(v.output AS jsonb),
+        error = CAST(v.error AS jsonb), reason = v.reason, attempts = v.attempts, started_at = v.started_at,
+        finished_at = v.finished_at
+    FROM unnest(
+        CAST(:step_ids AS text[]), CAST(:step_statuses AS text[]), CAST(:step_item_counts AS integer[]),
+        CAST(:step_outputs AS text[]), CAST(:step_errors AS text[]), CAST(:step_reasons AS text[]),
+        CAST(:step_attempts AS integer[]), CAST(:step_started_ats AS timestamptz[]),
+        CAST(:step_finished_ats AS timestamptz[])
+    ) AS v(id, status, item_count, output, error, reason, attempts, started_at, finished_at)
+    WHERE s.tenant_id = :tenant_id AND s.id = v.id
+), run_events AS (
+    INSERT INTO automation_run_events (id, tenant_id, automation_run_id, seq, kind, data, created_at)
+    SELECT v.id, :tenant_id, :run_id, v.seq, v.kind, CAST(v.data AS jsonb), v.created_at
+    FROM unnest(
+        CAST(:event_ids AS text[]), CAST(:event_seqs AS integer[]), CAST(:event_kinds AS text[]),
+        CAST(:event_data AS text[]), CAST(:event_created_ats AS timestamptz[])
+    ) AS v(id, seq, kind, data, created_at)
+), action_run_events AS (
+    INSERT INTO action_run_events (id, tenant_id, run_id, seq, kind, data, created_at)
+    SELECT v.id, :tenant_id, v.run_id, v.seq, v.kind, CAST(v.data AS jsonb), v.created_at
+    FROM unnest(
+        CAST(:first_ids AS text[]), CAST(:first_run_ids AS text[]), CAST(:first_seqs AS integer[]),
+        CAST(:first_kinds AS text[]), CAST(:first_data AS text[]), CAST(:first_created_ats AS timestamptz[])
+    ) AS v(id, run_id, seq, kind, data, created_at)
+)
+UPDATE automation_runs SET
+    status = :status, error = CAST(:error AS jsonb), updated_at = :updated_at, started_at = :started_at,
+    finished_at = :finished_at, cancel_requested_at = :cancel_requested_at, last_event_seq = :last_event_seq,
+    template_pins = CAST(:template_pins AS jsonb)
+WHERE tenant_id = :tenant_id AND id = :run_id
+"""
+).bindparams(
+    *(sa.bindparam(name, type_=UTCDateTime()) for name in ("updated_at", "started_at", "finished_at")),
+    sa.bindparam("cancel_requested_at", type_=UTCDateTime()),
+)
+
+
+# ``lock_at``, written out once per dialect: it runs on every step of a chain, and building and compiling the same
+# select with the ORM on each call costs more than the round trip itself. SQLite has no row locks: its
+# transactions begin IMMEDIATE, one writer at a time.
+_LOCK_AT_SQL = """
+SELECT r.last_event_seq, o.settings,
+       (SELECT count(*) FROM action_runs WHERE tenant_id = :tenant_id AND status = 'RUNNING') AS org_running
+FROM automation_runs AS r JOIN organizations AS o ON o.id = r.tenant_id
+WHERE r.tenant_id = :tenant_id AND r.id = :run_id
+"""
+_LOCK_AT = {
+    dialect: sa.text(_LOCK_AT_SQL + suffix)
+    .bindparams(sa.bindparam("tenant_id", type_=sa.String()), sa.bindparam("run_id", type_=sa.String()))
+    .columns(last_event_seq=sa.Integer(), settings=JSONDoc, org_running=sa.Integer())
+    for dialect, suffix in (("postgresql", "FOR UPDATE OF r"), ("sqlite", ""))
+}
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _pg_pass_params(
+    tenant_id: str,
+    run: AutomationRun,
+    steps: Sequence[StepState],
+    events: Sequence[dict[str, Any]],
+    action_run_events: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "run_id": run.id,
+        "status": run.status.value,
+        "error": _json_text(run.error),
+        "updated_at": run.updated_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "cancel_requested_at": run.cancel_requested_at,
+        "last_event_seq": run.last_event_seq,
+        "template_pins": _json_text(run.template_pins),
+        "step_ids": [row.id for row in steps],
+        "step_statuses": [row.status.value for row in steps],
+        "step_item_counts": [row.item_count for row in steps],
+        "step_outputs": [_json_text(row.output) for row in steps],
+        "step_errors": [_json_text(row.error) for row in steps],
+        "step_reasons": [row.reason for row in steps],
+        "step_attempts": [row.attempts for row in steps],
+        "step_started_ats": [row.started_at for row in steps],
+        "step_finished_ats": [row.finished_at for row in steps],
+        "event_ids": [e["id"] for e in events],
+        "event_seqs": [e["seq"] for e in events],
+        "event_kinds": [e["kind"] for e in events],
+        "event_data": [_json_text(e["data"]) for e in events],
+        "event_created_ats": [e["created_at"] for e in events],
+        "first_ids": [e["id"] for e in action_run_events],
+        "first_run_ids": [e["run_id"] for e in action_run_events],
+        "first_seqs": [e["seq"] for e in action_run_events],
+        "first_kinds": [e["kind"] for e in action_run_events],
+        "first_data": [_json_text(e["data"]) for e in action_run_events],
+        "first_created_ats": [e["created_at"] for e in action_run_events],
+    }
 
 
 def _sql_null_for_none(value: Any) -> Any:
@@ -174,18 +281,8 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         """Lock the run if it is still at event ``seq``, with the organization's settings and RUNNING ActionRuns
         (as ``lock_for_pass``); ``None`` if another pass or a cancel moved it since. One statement: the pass of
         ``AutomationEngine.finish_and_advance``, which knows the rest of the run from its last pass."""
-        running = (
-            sa.select(sa.func.count())
-            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.status == RunStatus.RUNNING)
-            .scalar_subquery()
-        )
-        stmt = (
-            sa.select(AutomationRun.last_event_seq, Organization.settings, running)
-            .join(Organization, Organization.id == AutomationRun.tenant_id)
-            .where(AutomationRun.tenant_id == self.tenant_id, AutomationRun.id == run_id)
-            .with_for_update(of=AutomationRun)
-        )
-        row = (await self.session.execute(stmt)).first()
+        stmt = _LOCK_AT[self.session.get_bind().dialect.name]
+        row = (await self.session.execute(stmt, {"tenant_id": self.tenant_id, "run_id": run_id})).first()
         return None if row is None or row[0] != seq else (dict(row[1] or {}), int(row[2]))
 
     async def pass_view(
@@ -256,12 +353,21 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         return action_runs
 
     async def write_pass(
-        self, run: AutomationRun, steps: Sequence[StepState], events: Sequence[dict[str, Any]]
+        self,
+        run: AutomationRun,
+        steps: Sequence[StepState],
+        events: Sequence[dict[str, Any]],
+        action_run_events: Sequence[dict[str, Any]],
     ) -> None:
-        """Store what a pass changed: the run row (detached, so written here), the steps it moved and its events.
-        Core statements, not the session's flush: three round trips, whatever the pass did."""
+        """Store what a pass changed: the run row (detached, so written here), the steps it moved, its events and
+        the first events of the ActionRuns it created (inserted before, in the same transaction). One statement on
+        PostgreSQL; a few on SQLite, where a statement is a function call, not a round trip."""
         if not events:
             return  # nothing moved (every change appends an event)
+        if self.session.get_bind().dialect.name == "postgresql":
+            params = _pg_pass_params(self.tenant_id, run, steps, events, action_run_events)
+            await self.session.execute(_PG_WRITE_PASS, params)
+            return
         table = cast(sa.Table, AutomationRun.__table__)
         await self.session.execute(
             sa.update(table)
@@ -271,6 +377,8 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         if steps:
             await self.write_steps(steps)
         await self.session.execute(sa.insert(cast(sa.Table, AutomationRunEvent.__table__)), list(events))
+        if action_run_events:
+            await self.session.execute(sa.insert(cast(sa.Table, ActionRunEvent.__table__)), list(action_run_events))
 
     async def write_steps(self, steps: Sequence[StepState]) -> None:
         """Store the steps a pass moved, in one statement (executemany: one round trip)."""

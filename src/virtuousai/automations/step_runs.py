@@ -10,7 +10,8 @@ a run that is not the automation run's own would never be found as its step agai
 
 The rows are the ones ``ActionRunService.create`` stores for ``origin="automation"``, validated the same way (the
 kind exists, the inputs fit its schema and are finite JSON, the organization's approval policy decides PENDING or
-AWAITING_APPROVAL), with their first status event, and one ``enqueued`` wake-up for the whole pass at its commit.
+AWAITING_APPROVAL), with their first status event (written with the rest of the pass), and one ``enqueued``
+wake-up for the whole pass at its commit.
 A run the engine hands to a worker of its own process is created RUNNING instead (``leased_to``; see
 ``runtime/handoff.py``): the same INSERT, its first event the RUNNING one.
 """
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from virtuousai.actions.policy import requires_approval
 from virtuousai.actions.registry import KindRegistry, UnknownKind
 from virtuousai.actions.service import inputs_hash
-from virtuousai.actions.tables import ActionRun, ActionRunEvent, RunOrigin
+from virtuousai.actions.tables import ActionRun, RunOrigin
 from virtuousai.errors import FieldError, ValidationFailed
 from virtuousai.ids import new_id
 from virtuousai.runtime.states import RunStatus
@@ -138,34 +139,41 @@ def leased_to(run: NewStepRun, worker_name: str, running_columns: dict[str, Any]
 
 
 async def insert_step_runs(session: AsyncSession, runs: Sequence[NewStepRun]) -> set[str]:
-    """Insert ``runs`` and their first events in the caller's transaction; returns the idempotency keys inserted.
+    """Insert ``runs`` in the caller's transaction; returns the idempotency keys inserted.
 
-    A key that is taken already inserts nothing (``key_holders`` says by what). Wake-ups are the caller's
-    (``publish_enqueued``, once per transaction)."""
+    A key that is taken already inserts nothing (``key_holders`` says by what). The runs' first events
+    (``first_events``) are written with the rest of the pass; wake-ups are the caller's (``publish_enqueued``, once
+    per transaction)."""
     if not runs:
         return set()
-    table = cast(sa.Table, ActionRun.__table__)
-    insert = postgresql.insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
-    stmt = insert.on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"]).returning(
-        table.c.id, table.c.idempotency_key
-    )
-    inserted: dict[str, str] = dict((await session.execute(stmt, [run.row for run in runs])).tuples().all())
-    if inserted:
-        events = [
-            {
-                "id": new_id("evt"),
-                "tenant_id": run.row["tenant_id"],
-                "run_id": run.id,
-                "seq": 1,
-                "kind": STATUS_EVENT,
-                "data": {"from": None, "to": run.status.value, "origin": RunOrigin.automation.value} | run.event_extra,
-                "created_at": run.row["created_at"],
-            }
-            for run in runs
-            if run.id in inserted
-        ]
-        await session.execute(sa.insert(ActionRunEvent), events)
-    return {str(key) for key in inserted.values()}
+    stmt = _INSERT[session.get_bind().dialect.name]
+    return set((await session.execute(stmt, [run.row for run in runs])).scalars().all())
+
+
+# Built once per dialect (a chain inserts one run per step: rebuilding the statement each time is measurable).
+_TABLE = cast(sa.Table, ActionRun.__table__)
+_INSERT = {
+    dialect: insert(_TABLE)
+    .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+    .returning(_TABLE.c.idempotency_key)
+    for dialect, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
+def first_events(runs: Sequence[NewStepRun]) -> list[dict[str, Any]]:
+    """The first status event of each of ``runs`` (``action_run_events`` rows)."""
+    return [
+        {
+            "id": new_id("evt"),
+            "tenant_id": run.row["tenant_id"],
+            "run_id": run.id,
+            "seq": 1,
+            "kind": STATUS_EVENT,
+            "data": {"from": None, "to": run.status.value, "origin": RunOrigin.automation.value} | run.event_extra,
+            "created_at": run.row["created_at"],
+        }
+        for run in runs
+    ]
 
 
 async def key_holders(session: AsyncSession, tenant_id: str, keys: Sequence[str]) -> dict[str, str]:

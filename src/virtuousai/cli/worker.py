@@ -29,11 +29,10 @@ def worker(
 
 
 async def _run(settings: Settings, concurrency: int | None) -> None:
-    # No pre-ping: it would add a round trip to every transaction of the hot path. A connection that died anyway
-    # fails its statement; SQLAlchemy then discards the pool's connections, and the worker's loops retry (claims
-    # after the poll interval, outcomes one by one, heartbeats at the next beat). pool_recycle retires connections
-    # before idle timeouts of proxies and servers can cut them.
-    engine = make_engine(settings.resolved_database_url, pool_pre_ping=False, pool_recycle=1800)
+    # Connections are checked only after sitting idle (``store/engine.py``), so the hot path pays no ping. One that
+    # died in use fails its statement; SQLAlchemy then discards the pool's connections, and the worker's loops retry
+    # (claims after the poll interval, outcomes one by one, heartbeats at the next beat).
+    engine = make_engine(settings.resolved_database_url)
     runtime = Runtime(engine, make_sessionmaker(engine), settings, workers=1, concurrency=concurrency)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,15 +13,46 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from virtuousai.config import normalize_database_url
 
+# A pooled PostgreSQL connection idle for longer than this is checked before it is handed out.
+PING_AFTER_IDLE_S = 5.0
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+
+def make_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any) -> AsyncEngine:
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
         return _make_sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    _ping_idle_connections(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine, after_s: float) -> None:
+    """Check a connection before use only if it sat idle in the pool for ``after_s`` or more.
+
+    SQLAlchemy's ``pool_pre_ping`` checks every checkout, and with asyncpg a check is three round trips (BEGIN, a
+    query, ROLLBACK): on a worker that commits a transaction per run that was a third of its statements. A
+    connection back from use a moment ago is alive but for a server restart in that moment; one that sat idle may
+    have been dropped (a restart, an idle timeout, a proxy). A failed check raises ``DisconnectionError``, on which
+    the pool discards the connection and tries another (up to three times). A connection that dies within the
+    idle window fails its next statement instead, like any connection lost mid-use: that transaction rolls back,
+    and the pool replaces every connection older than the failure."""
+    pool = engine.sync_engine.pool
+
+    @sa.event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < after_s:
+            return  # new, or back from use a moment ago
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise sa.exc.DisconnectionError(f"a pooled connection failed its check: {exc}") from exc
 
 
 def _make_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
