@@ -37,7 +37,7 @@ class AutomationServices:
         self.runtime.on_run_finished.append(self.on_run_finished)
         for worker in self.runtime.workers:  # this process advances the automation runs its workers finish
             worker.publish_finishes_as(PROCESS_ID)
-            worker.executor.recorder.fused = self.engine.finish_and_advance
+            worker.executor.recorder.fused = self.engine.fuse
         self._tasks = [
             asyncio.create_task(self._sweep_loop(), name="automations:sweep"),
             asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),

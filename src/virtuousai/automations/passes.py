@@ -183,6 +183,7 @@ class KeptRun:
     run: AutomationRun
     steps: dict[str, StepState]
     action_runs: dict[str, list[StepActionRun]]
+    sole_active: str | None  # the one active ActionRun of the running steps, if there is exactly one
 
 
 class StepCache:
@@ -218,7 +219,11 @@ class StepCache:
             row.changed = False
             if read is not None and key not in read:
                 row.output = None  # as the table read gives it: outputs only where an expression reads them
-        self._runs[run.id] = KeptRun(run.last_event_seq, run, state.steps, state.action_runs)
+        running = (key for key, row in state.steps.items() if row.status is StepStatus.RUNNING)
+        runs = (ar for key in running for ar in state.action_runs.get(key, []))
+        active = [ar.id for ar in runs if ar.status in ACTIVE_ACTION_STATUSES]
+        sole_active = active[0] if len(active) == 1 else None
+        self._runs[run.id] = KeptRun(run.last_event_seq, run, state.steps, state.action_runs, sole_active)
         if len(self._runs) > self.max_runs:
             self._runs.popitem(last=False)
 

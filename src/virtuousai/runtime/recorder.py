@@ -16,8 +16,8 @@ are delivered to its own hub as soon as the batch commits — on PostgreSQL with
 back through the listener, which then drops that echo.
 
 An automation step's outcome may take another way: with ``fused`` set (the automation engine of this process), it
-is first offered to ``AutomationEngine.finish_and_advance``, which records it in the same transaction as the pass
-it triggers when it can, and otherwise leaves it to the group commit.
+is first offered to ``AutomationEngine.fuse``, which records it in the same transaction as the pass it triggers
+when it can, and otherwise leaves it to the group commit.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from virtuousai.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-# ``(finish, publisher) → recorded``, or None when it did not record the outcome (see ``OutcomeRecorder.fused``).
-FusedRecorder = Callable[[Finish, str], Awaitable[bool | None]]
+# ``(finish, publisher)`` → None at once if it does not apply, else what records the outcome (→ recorded; None
+# when it stepped aside after all). See ``OutcomeRecorder.fused``.
+FusedRecorder = Callable[[Finish, str], Awaitable[bool | None] | None]
 
 
 @dataclass
@@ -64,8 +65,9 @@ class OutcomeRecorder:
 
     async def record(self, finish: Finish) -> bool:
         """Record one outcome (fenced by its token); False when the lease was lost and nothing changed."""
-        if self.fused is not None and finish.run.automation_run_id and finish.to.is_terminal:
-            fused = await self.fused(finish, self.publisher)
+        fusing = self.fused(finish, self.publisher) if self.fused and finish.run.automation_run_id else None
+        if fusing is not None:
+            fused = await asyncio.shield(fusing)  # as below: once begun, it runs to its end
             if fused is not None:
                 if fused:
                     self._publish_locally([finish])
