@@ -25,6 +25,7 @@ from tests.conftest import OrgHandle
 from tests.data.conftest import publish_rows
 from virtuousai.data.engine import (
     ARROW_JSON_TYPES,
+    SMALL_RESULT_CELLS,
     LakeQueryEngine,
     QueryDeadlines,
     QueryLimits,
@@ -91,6 +92,50 @@ def test_values_arrow_cannot_convert_come_from_duckdbs_rows(
     engine: LakeQueryEngine, select: str, expected: list[list[Any]]
 ) -> None:
     assert engine.query("org_a", f"SELECT {select} FROM bronze.shop.orders LIMIT 1").rows == expected
+
+
+# Seven columns of Arrow-path types, NULLs included, ``n`` rows.
+MIXED_ROWS = (
+    "SELECT x AS id, x / 4 AS quarter, 'n' || x AS label, DATE '2024-01-01' + x::INT AS day, "
+    "TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_seconds(x) AS at, (x * 1.25)::DECIMAL(18, 2) AS dec, "
+    "CASE WHEN x % 7 = 0 THEN NULL ELSE x * 0.5 END AS maybe FROM range({n}) r(x) ORDER BY x"
+)
+MIXED_HEAD = SMALL_RESULT_CELLS // 7  # rows that come as Python rows before the rest goes through Arrow
+
+
+@pytest.mark.parametrize("n", [0, MIXED_HEAD - 1, MIXED_HEAD, MIXED_HEAD + 1, 5 * MIXED_HEAD])
+def test_small_and_large_results_convert_alike(engine: LakeQueryEngine, n: int) -> None:
+    # Small results come from DuckDB's Python rows, larger ones start so and go on through Arrow: either way every
+    # row equals DuckDB's own rows through to_json_value, in order.
+    con = duckdb.connect()
+    try:
+        expected = _duckdb_rows(con.sql(MIXED_ROWS.format(n=n)))
+    finally:
+        con.close()
+    assert engine.query("org_a", MIXED_ROWS.format(n=n)).rows == expected
+
+
+def test_an_out_of_range_date_past_the_first_rows_comes_from_duckdbs_rows(engine: LakeQueryEngine) -> None:
+    # Arrow cannot convert 'infinity' once the result is past its Python-row head, so the query runs again and
+    # every row comes from DuckDB's row conversion.
+    n = 3 * SMALL_RESULT_CELLS
+    sql = (
+        f"SELECT x AS id, CASE WHEN x = {n - 1} THEN 'infinity'::DATE ELSE DATE '2024-01-01' END AS d "
+        f"FROM range({n}) r(x) ORDER BY x"
+    )
+    rows = engine.query("org_a", sql).rows
+    assert len(rows) == n
+    assert rows[0] == [0, "2024-01-01"]
+    assert rows[-1] == [n - 1, "9999-12-31"]
+
+
+def test_the_arrow_path_comes_without_duckdbs_copy_warning(engine: LakeQueryEngine, recwarn: Any) -> None:
+    # Past the Python-row head the engine reads Arrow off the cursor it executed on (one bind), which DuckDB
+    # answers with a UserWarning about an extra copy. recwarn records every warning ("always"), so this sees one if
+    # the engine's filter is off.
+    result = engine.query("org_a", MIXED_ROWS.format(n=2 * MIXED_HEAD))
+    assert len(result.rows) == 2 * MIXED_HEAD
+    assert [str(w.message) for w in recwarn] == []
 
 
 def test_a_large_result_is_capped_and_typed(tmp_path: Path) -> None:

@@ -16,9 +16,17 @@ dropped after a catalog error (so a guard bypass that detached a catalog can at 
 next query). Every query runs under a row cap (the SQL is wrapped in ``LIMIT cap + 1``) and a deadline: one
 watchdog thread per engine interrupts the cursor of any query that outlives it.
 
-Results come back as Arrow and are turned into JSON values a column at a time (``json_rows``), which is several
-times faster than DuckDB's row-by-row Python objects for large results. Types whose Arrow form would convert
-differently (intervals, nested types, HUGEINT, nanosecond timestamps …) take DuckDB's own row conversion instead.
+Each query is one statement executed on the cursor, so DuckDB binds it (and reads the parquet footers) once; the
+relation API would bind it twice. A small result (``SMALL_RESULT_CELLS``) is converted from DuckDB's Python rows;
+the rest of a larger one comes as Arrow and is turned into JSON values a column at a time (``json_rows``), which is
+several times faster than row-by-row Python objects for large results but costs a fixed ~0.3 ms. Types whose Arrow
+form would convert differently (intervals, nested types, HUGEINT, nanosecond timestamps …) always take DuckDB's own
+row conversion.
+
+What the locks cost was measured (docs/data.md, "Benchmark"): against raw DuckDB with the same threads and memory
+limit, the lock settings, the file list instead of a glob, ``union_by_name`` and the missing temp directory each
+change the 10M-row benchmark query by less than the run-to-run noise (~0.5 ms); the ``LIMIT`` of the row cap
+(which DuckDB turns into a top-N with a dynamic filter on an ``ORDER BY``) by ~0.2 ms quiet, up to ~1 ms under load.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ import base64
 import heapq
 import itertools
 import math
+import re
 import threading
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -232,6 +242,57 @@ def json_rows(table: pa.Table) -> list[list[Any]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
+# Up to this many cells a result converts faster from DuckDB's Python rows, cell by cell, than through Arrow, whose
+# detour costs ~0.3 ms however small the result; above it Arrow's column-at-a-time conversion wins (measured: the
+# two cross at ~60-100 rows of six columns).
+SMALL_RESULT_CELLS = 256
+
+
+def _json_result(
+    cursor: duckdb.DuckDBPyConnection, sql: str, types: Sequence[duckdb.sqltypes.DuckDBPyType]
+) -> list[list[Any]]:
+    """The rows of ``sql``, just executed on ``cursor``, as JSON values (``to_json_value`` of each cell).
+
+    A small result comes as Python rows; past ``SMALL_RESULT_CELLS`` the rest comes through Arrow when every column
+    has a type whose Arrow form converts the same (``ARROW_JSON_TYPES``).
+    """
+    head_size = max(1, SMALL_RESULT_CELLS // max(1, len(types)))
+    rows = [[to_json_value(v) for v in row] for row in cursor.fetchmany(head_size)]
+    if len(rows) < head_size:
+        return rows  # that was all of it
+    if all(kind.id in ARROW_JSON_TYPES for kind in types):
+        try:
+            rest = _arrow_rest(cursor)
+            return rows if rest is None else rows + json_rows(rest)
+        except (OverflowError, ValueError):
+            # An infinite or out-of-range date, which DuckDB's row conversion (below) handles. Arrow used the result
+            # up, so the query runs again.
+            rows = []
+            cursor.execute(sql)
+    return rows + [[to_json_value(v) for v in row] for row in cursor.fetchall()]
+
+
+# DuckDB warns on Arrow output from a DB-API result ("makes an extra copy of the rows, use con.sql(query)…"). For
+# ``run`` the relation is the slower path (it binds the query twice, see there); the copy is of at most row_cap + 1
+# rows. Ignored for the calls made from this module only.
+_ARROW_COPY_MESSAGE = "Arrow output on a DB-API result"
+_ARROW_COPY_MODULE = re.escape(__name__) + r"\Z"
+# The entry ``warnings.filterwarnings`` makes for these arguments (its message pattern is case-insensitive).
+_ARROW_COPY_FILTER = ("ignore", re.compile(_ARROW_COPY_MESSAGE, re.I), UserWarning, re.compile(_ARROW_COPY_MODULE), 0)
+
+
+def _arrow_rest(cursor: duckdb.DuckDBPyConnection) -> pa.Table | None:
+    """The rows the cursor's result still holds, as Arrow (None: a fetch used them all up).
+
+    The warning filter is added where it is missing rather than once at import, because pytest restores the
+    process's filters around every test. ``warnings.catch_warnings`` is no alternative: it swaps the filters of the
+    whole process, which is not safe while other threads run queries.
+    """
+    if _ARROW_COPY_FILTER not in warnings.filters:
+        warnings.filterwarnings("ignore", _ARROW_COPY_MESSAGE, UserWarning, _ARROW_COPY_MODULE)
+    return cursor.to_arrow_table()
+
+
 class _Deadline:
     """One query's deadline; ``disarm`` once the query is over, after which ``interrupt`` is never called."""
 
@@ -328,22 +389,15 @@ class LakeQueryEngine:
 
     def run(self, tenant_id: str, guarded: GuardedQuery, *, limit: int | None = None) -> QueryResult:
         row_limit = min(limit or self.limits.row_cap, self.limits.row_cap)
+        sql = guarded.limited_sql(row_limit + 1)
         started = time.perf_counter()
         with self._cursor(tenant_id, guarded) as cursor:
-            relation = cursor.sql(guarded.limited_sql(row_limit + 1))
-            types = relation.types
-            columns = tuple(
-                ResultColumn(str(name), str(kind)) for name, kind in zip(relation.columns, types, strict=True)
-            )
-            rows: list[list[Any]] | None = None
-            if all(kind.id in ARROW_JSON_TYPES for kind in types):
-                table = relation.to_arrow_table()
-                try:
-                    rows = json_rows(table)
-                except (OverflowError, ValueError):
-                    rows = None  # an infinite or out-of-range date: DuckDB's row conversion (below) handles it
-            if rows is None:
-                rows = [[to_json_value(v) for v in row] for row in relation.fetchall()]
+            # One statement on the cursor, not a relation: ``cursor.sql(…)`` binds the query for its columns and
+            # binds it again to run it, and binding a view reads its parquet footers. The cursor's ``description``
+            # carries the same DuckDB types after a single bind.
+            description = cursor.execute(sql).description
+            columns = tuple(ResultColumn(str(name), str(kind)) for name, kind, *_ in description)
+            rows = _json_result(cursor, sql, [kind for _, kind, *_ in description])
         truncated = len(rows) > row_limit
         elapsed_ms = (time.perf_counter() - started) * 1000
         return QueryResult(columns, rows[:row_limit], truncated=truncated, elapsed_ms=round(elapsed_ms, 3))
