@@ -1,7 +1,8 @@
 """Extraction and lake-query overhead, each against its anchor measured in the same run.
 
 1. A 1,000,000-row SQLite table → bronze parquet through the ``dlt_extract`` kind, against plain dlt doing the same
-   (same source, pyarrow backend, filesystem destination, parquet). Target: at least 0.9 of plain dlt's rows per second.
+   (same source, pyarrow backend, filesystem destination, parquet). Target: at least 0.9 of plain dlt's rows per second,
+   from the medians of ``VAI_BENCH_EXTRACT_ROUNDS`` (default 3) rounds whose order alternates.
 2. A group-by over 10,000,000 rows: the guard plus the locked, pooled DuckDB (``LakeQueryEngine.query``) and the
    whole ``POST /api/v1/query`` (HTTP, auth, guard, execute) against raw DuckDB over the same parquet files, with the
    same thread count and memory limit. Target: ≤ 5 % or ≤ 2 ms overhead, read off the median per-round difference.
@@ -29,6 +30,7 @@ from typing import Any
 import duckdb
 
 EXTRACT_ROWS = 1_000_000
+EXTRACT_ROUNDS = int(os.environ.get("VAI_BENCH_EXTRACT_ROUNDS", "3"))
 QUERY_ROWS = 10_000_000
 TRIVIAL = "SELECT 1 AS one"  # no table: the fixed cost of a query, for telling HTTP apart from the engine
 GROUP_BY = "SELECT category, count(*) AS n, sum(amount) AS total FROM {table} GROUP BY category ORDER BY category"
@@ -66,6 +68,24 @@ def _plain_dlt(source: Path, work: Path) -> float:
     started = time.perf_counter()
     pipeline.run(resource, loader_file_format="parquet")
     return time.perf_counter() - started
+
+
+def _extract_rounds(source: Path, work: Path) -> tuple[list[float], list[float]]:
+    """Plain dlt and ``dlt_extract`` once per round, each in a fresh folder (a full extract every time), the order
+    alternating between rounds: whichever runs first in a process also pays its imports and warm-up, so a single
+    pair favours the second (the median over the rounds drops that)."""
+    plain: list[float] = []
+    ours: list[float] = []
+    for index in range(EXTRACT_ROUNDS):
+        round_dir = work / f"extract-{index}"
+        round_dir.mkdir()
+        if index % 2 == 0:
+            plain.append(_plain_dlt(source, round_dir))
+            ours.append(_our_extract(source, round_dir))
+        else:
+            ours.append(_our_extract(source, round_dir))
+            plain.append(_plain_dlt(source, round_dir))
+    return plain, ours
 
 
 def _our_extract(source: Path, work: Path) -> float:
@@ -278,13 +298,13 @@ def main() -> None:
     os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
     parts = _parts()
     work = Path(tempfile.mkdtemp(prefix="vai-bench-extract-"))
-    extract_s: tuple[float, float] | None = None
+    extract_s: tuple[list[float], list[float]] | None = None
     query: QueryBench | None = None
     try:
         if "extract" in parts:
             source = work / "source.db"
             _make_source(source)
-            extract_s = (_plain_dlt(source, work), _our_extract(source, work))
+            extract_s = _extract_rounds(source, work)
         if "query" in parts:
             query = _query_bench(work)
     finally:
@@ -292,11 +312,13 @@ def main() -> None:
 
     print(f"{'measurement':<52} {'value':>14} {'ratio':>8}  target")
     if extract_s is not None:
-        plain_rate, ours_rate = EXTRACT_ROWS / extract_s[0], EXTRACT_ROWS / extract_s[1]
+        plain_s, ours_s = extract_s
+        plain_rate, ours_rate = EXTRACT_ROWS / statistics.median(plain_s), EXTRACT_ROWS / statistics.median(ours_s)
+        per_round = ", ".join(f"{p / o:.2f}" for p, o in zip(plain_s, ours_s, strict=True))
         print(f"{'plain dlt, 1M SQLite rows → parquet (anchor)':<52} {plain_rate:>10,.0f} r/s {1.0:>8.2f}")
         print(
             f"{'dlt_extract, 1M SQLite rows → bronze':<52} {ours_rate:>10,.0f} r/s "
-            f"{ours_rate / plain_rate:>8.2f}  ≥ 0.90"
+            f"{ours_rate / plain_rate:>8.2f}  ≥ 0.90  (medians of {len(ours_s)} rounds; per round {per_round})"
         )
     if query is not None:
         for query_row in query.rows:
