@@ -201,11 +201,10 @@ class StepCache:
         self.max_runs = max_runs
         self._runs: OrderedDict[str, KeptRun] = OrderedDict()
 
-    def take(self, run_id: str, seq: int | None = None) -> KeptRun | None:
-        """The kept state of ``run_id``, removed from the cache; ``None`` if there is none (or it is not at
-        ``seq``, when given)."""
+    def take(self, run_id: str, seq: int) -> KeptRun | None:
+        """The kept state of ``run_id`` if it is at ``seq``, removed from the cache either way."""
         kept = self._runs.pop(run_id, None)
-        return None if kept is None or (seq is not None and kept.seq != seq) else kept
+        return None if kept is None or kept.seq != seq else kept
 
     def peek(self, run_id: str) -> KeptRun | None:
         return self._runs.get(run_id)
