@@ -28,6 +28,7 @@ general way: the outcome alone, then the hook's full pass.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -82,6 +83,9 @@ def idempotency_key(automation_run_id: str, step_key: str, index: int) -> str:
     return f"{automation_run_id}:{step_key}:{index}"
 
 
+_ADVANCED_MAX = 10_000
+
+
 def item_index(key: str | None) -> int:
     return int((key or "").rsplit(":", 1)[-1])
 
@@ -104,7 +108,9 @@ class AutomationEngine:
         # Runs with a pass going in this process → whether another pass was asked for meanwhile.
         self._passes: dict[str, bool] = {}
         self._kept = StepCache()
-        self._advanced: set[str] = set()  # ActionRuns whose finish ``finish_and_advance`` took the pass for
+        # ActionRuns whose finish ``finish_and_advance`` took the pass for, until their hook call comes (bounded: a
+        # wake-up that never comes must not grow it; a forgotten one costs its hook a pass that finds nothing to do).
+        self._advanced: OrderedDict[str, None] = OrderedDict()
         self.fused_passes = 0  # passes taken with the outcome that triggered them (observability, tests)
 
     async def advance(self, tenant_id: str, run_id: str) -> AutomationRunStatus | None:
@@ -219,7 +225,7 @@ class AutomationEngine:
         except Exception:
             message = "automation run %s: outcome and pass together failed; recording the outcome alone"
             log.warning(message, run_id, exc_info=True)
-            self._advanced.discard(ran.id)
+            self._advanced.pop(ran.id, None)
             return None
         finally:
             for worker in reserved:  # not used, or the transaction rolled back
@@ -253,7 +259,9 @@ class AutomationEngine:
             )
             await self._evaluate(state, tenant)
             await self._write(state, runs)
-            self._advanced.add(ran.id)  # before the commit, which may deliver the wake-up (SQLite)
+            self._advanced[ran.id] = None  # before the commit, which may deliver the wake-up (SQLite)
+            if len(self._advanced) > _ADVANCED_MAX:
+                self._advanced.popitem(last=False)
         self.fused_passes += 1
         try:
             await self._after_commit(state, tenant)
@@ -263,10 +271,10 @@ class AutomationEngine:
 
     def took_pass_for(self, action_run_id: str) -> bool:
         """Whether ``finish_and_advance`` already took the pass that this ActionRun's finish calls for."""
-        if action_run_id in self._advanced:
-            self._advanced.discard(action_run_id)
-            return True
-        return False
+        if action_run_id not in self._advanced:
+            return False
+        del self._advanced[action_run_id]
+        return True
 
     async def _evaluate(self, state: Pass, tenant: TenantContext) -> None:
         fatal: str | None = None
