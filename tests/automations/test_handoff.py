@@ -9,8 +9,6 @@ organization's concurrency limit, and never created past an approval gate.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ from fastapi import FastAPI
 
 from tests.automations.conftest import Automations, steps_by_key
 from virtuousai.actions.tables import ActionRun, ActionRunEvent
-from virtuousai.api.app import create_app
 from virtuousai.config import Settings
 from virtuousai.runtime.executor import RunControl
 from virtuousai.runtime.worker import Worker
@@ -29,27 +26,18 @@ TEST_KINDS = "tests.runtime.kinds_for_tests"  # test_write: a write-risk kind
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=db_url,
-        data_dir=tmp_path / "var",
-        poll_interval_s=0.05,
-        lease_s=1.5,
-        cancel_grace_s=0.5,
-        drain_timeout_s=0.5,
-        worker_concurrency=4,
-        per_org_concurrency=1,
-        automation_sweep_interval_s=5.0,
-        cron_interval_s=3600.0,
-        kind_modules=(*Settings().kind_modules, TEST_KINDS),
+def settings(settings: Settings) -> Settings:
+    # The automations' settings, with a short lease, room for one running run per organization and a write kind.
+    return settings.model_copy(
+        update={
+            "lease_s": 1.5,
+            "cancel_grace_s": 0.5,
+            "drain_timeout_s": 0.5,
+            "worker_concurrency": 4,
+            "per_org_concurrency": 1,
+            "kind_modules": (*Settings().kind_modules, TEST_KINDS),
+        }
     )
-
-
-@pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings, workers=1)
-    async with app.router.lifespan_context(app):
-        yield app
 
 
 def worker_of(app: FastAPI) -> Worker:
