@@ -117,6 +117,8 @@ class CompiledVersion:
     steps: dict[str, Step]
     reads: dict[str, frozenset[str] | None]
     read_outputs_of: frozenset[str] | None
+    position: dict[str, int]  # each step's index in ``graph.order``
+    dependents: dict[str, tuple[str, ...]]  # the steps that depend on each step, in ``graph.order``
 
 
 def steps_read_by(step: Step) -> frozenset[str] | None:
@@ -150,7 +152,14 @@ def compile_version(spec: AutomationSpec) -> CompiledVersion:
     for keys in reads.values():
         read_outputs_of = None if keys is None or read_outputs_of is None else read_outputs_of | keys
     steps = {step.key: step for step in spec.steps}
-    return CompiledVersion(spec, build_graph(spec), steps, reads, read_outputs_of)
+    graph = build_graph(spec)
+    dependents: dict[str, list[str]] = {key: [] for key in graph.order}
+    for key in graph.order:
+        for dependency in graph.dependencies[key]:
+            dependents[dependency].append(key)
+    position = {key: index for index, key in enumerate(graph.order)}
+    frozen = {key: tuple(keys) for key, keys in dependents.items()}
+    return CompiledVersion(spec, graph, steps, reads, read_outputs_of, position, frozen)
 
 
 # Versions never change: each process compiles a version once, not on every pass.
@@ -213,16 +222,18 @@ class StepCache:
         self._runs.pop(run_id, None)
 
     def keep(self, state: Pass) -> None:
+        """Keep what ``state`` left, as a pass reading the table would find it: the rows it did not move are so
+        already, and only the ActionRuns of RUNNING steps are kept (a chain would otherwise carry every step's)."""
         run, read = state.run, state.version.read_outputs_of
-        for key, row in state.steps.items():
+        for row in state.changed_steps():
             row.changed = False
-            if read is not None and key not in read:
+            if read is not None and row.step_key not in read:
                 row.output = None  # as the table read gives it: outputs only where an expression reads them
-        running = (key for key, row in state.steps.items() if row.status is StepStatus.RUNNING)
-        runs = (ar for key in running for ar in state.action_runs.get(key, []))
-        active = [ar.id for ar in runs if ar.status in ACTIVE_ACTION_STATUSES]
+        running = [key for key, row in state.steps.items() if row.status is StepStatus.RUNNING]
+        action_runs = {key: state.action_runs[key] for key in running if key in state.action_runs}
+        active = [ar.id for runs in action_runs.values() for ar in runs if ar.status in ACTIVE_ACTION_STATUSES]
         sole_active = active[0] if len(active) == 1 else None
-        self._runs[run.id] = KeptRun(run.last_event_seq, run, state.steps, state.action_runs, sole_active)
+        self._runs[run.id] = KeptRun(run.last_event_seq, run, state.steps, action_runs, sole_active)
         if len(self._runs) > self.max_runs:
             self._runs.popitem(last=False)
 
