@@ -77,6 +77,32 @@ async def test_upgrade_from_empty_creates_every_declared_table(empty_engine: Asy
         assert created[name] == {c.name for c in table.columns}, f"columns of {name} differ from its migration"
 
 
+async def test_tenant_tables_are_indexed_by_tenant_once(empty_engine: AsyncEngine) -> None:
+    # Lookups by tenant (and an organization's cascading delete) need an index led by tenant_id; the unique
+    # (tenant_id, id) that composite foreign keys reference is one, so a tenant_id index of its own would only be
+    # written on every insert and update (migration 0008 dropped them).
+    await migrate.upgrade(empty_engine)
+
+    def read(conn: sa.Connection) -> dict[str, list[list[str]]]:
+        inspector = sa.inspect(conn)
+        keys: dict[str, list[list[str]]] = {}
+        for table in inspector.get_table_names():
+            if "tenant_id" not in {c["name"] for c in inspector.get_columns(table)}:
+                continue
+            indexes = [list(i["column_names"]) for i in inspector.get_indexes(table)]
+            uniques = [list(u["column_names"]) for u in inspector.get_unique_constraints(table)]
+            keys[table] = [columns for columns in indexes + uniques if columns]
+        return keys
+
+    async with empty_engine.connect() as conn:
+        keys = await conn.run_sync(read)
+    assert "action_runs" in keys and "automation_step_runs" in keys
+    for table, indexed in keys.items():
+        assert any(columns[0] == "tenant_id" for columns in indexed), f"{table}: no index led by tenant_id"
+        led = [columns for columns in indexed if columns[0] == "tenant_id"]
+        assert ["tenant_id"] not in led or len(led) == 1, f"{table}: tenant_id indexed alone and in {led}"
+
+
 async def test_upgrading_twice_changes_nothing(empty_engine: AsyncEngine) -> None:
     await migrate.upgrade(empty_engine)
     before = await table_columns(empty_engine)
