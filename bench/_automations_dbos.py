@@ -3,7 +3,8 @@
     python -m bench._automations_dbos SYSTEM_DATABASE_URL STEPS ROUNDS
 
 Prints one JSON line: the wall time of each round of a workflow of ``STEPS`` sequential no-op steps (after a warm-up
-workflow). DBOS checkpoints every step's output to its system database, as our engine records every step.
+workflow), and the CPU seconds of each round in this process and in the PostgreSQL processes serving its database.
+DBOS checkpoints every step's output to its system database, as our engine records every step.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import json
 import sys
 import time
 
+import psycopg
 from dbos import DBOS
+
+from bench._cpu import POSTGRES_BACKENDS_SQL, cpu_seconds
 
 
 @DBOS.step()
@@ -34,14 +38,18 @@ def main() -> None:
     DBOS.launch()
     try:
         chain(10)  # warm-up: connections, tables, code paths
-        seconds = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            chain(steps)
-            seconds.append(time.perf_counter() - started)
+        seconds, cpu, postgres_cpu = [], [], []
+        with psycopg.connect(url, autocommit=True) as watch:
+            for _ in range(rounds):
+                backends = [row[0] for row in watch.execute(POSTGRES_BACKENDS_SQL).fetchall()]
+                started, cpu_started, postgres_started = time.perf_counter(), time.process_time(), cpu_seconds(backends)
+                chain(steps)
+                seconds.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - cpu_started)
+                postgres_cpu.append(cpu_seconds(backends) - postgres_started)
     finally:
         DBOS.destroy()
-    print(json.dumps({"seconds": seconds}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "postgres_cpu": postgres_cpu}))
 
 
 if __name__ == "__main__":

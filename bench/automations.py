@@ -5,6 +5,9 @@
    runs (time from the request to the last completion).
 2. Chain: 200 sequential no-op steps (each ``depends_on`` the previous one), against the same chain as a DBOS
    workflow of 200 ``@DBOS.step`` calls (its own PostgreSQL database). Target: our per-step overhead below DBOS's.
+   Each side's CPU per step is reported too, split into the Python processes (our workers; DBOS's process) and the
+   PostgreSQL processes serving its database (``bench/_cpu.py``): wall times on a shared machine move by tens of
+   percent between runs, CPU seconds much less.
 
 Scratch databases are created and dropped here (``VAI_BENCH_POSTGRES_URL``, default the test server). Knobs:
 ``VAI_BENCH_WORKERS`` (processes, default 2), ``VAI_BENCH_CONCURRENCY`` (per process, default 8),
@@ -33,6 +36,8 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+
+from bench._cpu import POSTGRES_BACKENDS_SQL, cpu_seconds
 
 ADMIN_URL = os.environ.get("VAI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +68,8 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def workers(url: str, data_dir: Path) -> AsyncIterator[None]:
-    """``WORKERS`` ``vai worker`` processes (each with the automation engine's hook), ready to claim."""
+async def workers(url: str, data_dir: Path) -> AsyncIterator[list[int]]:
+    """``WORKERS`` ``vai worker`` processes (each with the automation engine's hook), ready to claim: their pids."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAI_")}
     env |= {"VAI_DATABASE_URL": url, "VAI_DATA_DIR": str(data_dir), "VAI_LOG_LEVEL": "WARNING"}
     processes = []
@@ -85,7 +90,7 @@ async def workers(url: str, data_dir: Path) -> AsyncIterator[None]:
             line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
             if not line.startswith(b"worker ready"):
                 raise RuntimeError(f"a worker did not start: {line!r}")
-        yield
+        yield [process.pid for process in processes]
     finally:
         for process in processes:
             if process.returncode is None:
@@ -101,6 +106,20 @@ class Figures:
     chain_s: list[float]
     dbos_chain_s: list[float]
     chain_phases: list[dict[str, float]]
+    chain_cpu: CpuSplit
+    dbos_cpu: CpuSplit
+
+
+@dataclass
+class CpuSplit:
+    """CPU seconds of each chain round: the Python side, and the PostgreSQL processes serving its database."""
+
+    python: list[float]
+    postgres: list[float]
+
+    def per_step_ms(self, steps: int) -> tuple[float, float]:
+        rounds = len(self.python)
+        return sum(self.python) / rounds / steps * 1000, sum(self.postgres) / rounds / steps * 1000
 
 
 async def phases_of(watch: asyncpg.Connection, automation_run_id: str) -> dict[str, float]:
@@ -132,7 +151,7 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: flo
 
 async def measure_ours(
     url: str, data_dir: Path
-) -> tuple[list[float], list[float], list[float], list[dict[str, float]]]:
+) -> tuple[list[float], list[float], list[float], list[dict[str, float]], CpuSplit]:
     from virtuousai.actions.service import ActionRunService
     from virtuousai.automations.runs import AutomationRunService
     from virtuousai.automations.service import AutomationService
@@ -192,6 +211,7 @@ async def measure_ours(
         return time.perf_counter() - started
 
     chain_phases: list[dict[str, float]] = []
+    chain_cpu = CpuSplit([], [])
 
     async def automation(slug: str) -> float:
         started = time.perf_counter()
@@ -212,7 +232,7 @@ async def measure_ours(
         return elapsed
 
     try:
-        async with workers(url, data_dir):
+        async with workers(url, data_dir) as worker_pids:
             await automation("warm")
             # Statistics, as a database in service has them (a fresh one has none, and the planner may then scan a
             # whole organization's runs through the tenant index instead of looking one automation run up).
@@ -223,14 +243,18 @@ async def measure_ours(
                     independent_s.append(await independent())
                     fan_out_s.append(await automation("fan"))
                 if "chain" in PARTS:
+                    backends = [row["pid"] for row in await watch.fetch(POSTGRES_BACKENDS_SQL)]
+                    python_started, postgres_started = cpu_seconds(worker_pids), cpu_seconds(backends)
                     chain_s.append(await automation("chain"))
+                    chain_cpu.python.append(cpu_seconds(worker_pids) - python_started)
+                    chain_cpu.postgres.append(cpu_seconds(backends) - postgres_started)
     finally:
         await watch.close()
         await engine.dispose()
-    return independent_s, fan_out_s, chain_s, chain_phases
+    return independent_s, fan_out_s, chain_s, chain_phases, chain_cpu
 
 
-async def measure_dbos(url: str) -> list[float]:
+async def measure_dbos(url: str) -> tuple[list[float], CpuSplit]:
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "bench._automations_dbos", url, str(CHAIN_STEPS), str(ROUNDS)),
         cwd=REPO_ROOT,
@@ -240,19 +264,20 @@ async def measure_dbos(url: str) -> list[float]:
     out, _ = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"bench: the DBOS chain failed (exit {process.returncode})")
-    seconds: list[float] = json.loads(out.decode().strip().splitlines()[-1])["seconds"]
-    return seconds
+    figures = json.loads(out.decode().strip().splitlines()[-1])
+    return figures["seconds"], CpuSplit(figures["cpu"], figures["postgres_cpu"])
 
 
 async def measure() -> Figures:
     with tempfile.TemporaryDirectory(prefix="vai-bench-") as tmp:
         async with scratch_database("vai_bench_aut") as url:
-            independent_s, fan_out_s, chain_s, chain_phases = await measure_ours(url, Path(tmp))
+            independent_s, fan_out_s, chain_s, chain_phases, chain_cpu = await measure_ours(url, Path(tmp))
         dbos_chain_s: list[float] = []
+        dbos_cpu = CpuSplit([], [])
         if "dbos" in PARTS:
             async with scratch_database("vai_bench_dbos") as dbos_url:
-                dbos_chain_s = await measure_dbos(dbos_url)
-    return Figures(independent_s, fan_out_s, chain_s, dbos_chain_s, chain_phases)
+                dbos_chain_s, dbos_cpu = await measure_dbos(dbos_url)
+    return Figures(independent_s, fan_out_s, chain_s, dbos_chain_s, chain_phases, chain_cpu, dbos_cpu)
 
 
 def main() -> None:
@@ -279,6 +304,10 @@ def main() -> None:
     if figures.chain_phases:
         phases = {name: statistics.median(p[name] for p in figures.chain_phases) for name in figures.chain_phases[0]}
         print("chain step phases, median ms:", ", ".join(f"{name} {value:.2f}" for name, value in phases.items()))
+    for side, cpu in (("ours: worker processes", figures.chain_cpu), ("DBOS: its process", figures.dbos_cpu)):
+        if cpu.python:
+            python_ms, postgres_ms = cpu.per_step_ms(CHAIN_STEPS)
+            print(f"CPU per chain step, {side} {python_ms:.2f} ms + PostgreSQL {postgres_ms:.2f} ms")
     rounds = {
         "independent_s": figures.independent_s,
         "fan_out_s": figures.fan_out_s,
