@@ -21,6 +21,17 @@ class ApiKeyRepository(TenantRepository[ApiKey]):
     model = ApiKey
 
 
+# Every authenticated request runs this; building the four-entity join costs more than executing it (~1 ms against
+# ~0.8 ms on SQLite), so it is built once, with the prefix as a bound parameter.
+_KEY_BY_PREFIX = (
+    sa.select(ApiKey, Membership, User, Organization)
+    .join(Membership, sa.and_(Membership.tenant_id == ApiKey.tenant_id, Membership.id == ApiKey.membership_id))
+    .join(User, User.id == Membership.user_id)
+    .join(Organization, Organization.id == ApiKey.tenant_id)
+    .where(ApiKey.prefix == sa.bindparam("prefix"))
+)
+
+
 class AccessLookup:
     """The only queries that run before a tenant is known: authentication and the CLI's admin commands.
 
@@ -30,14 +41,7 @@ class AccessLookup:
         self.session = session
 
     async def key_by_prefix(self, prefix: str) -> tuple[ApiKey, Membership, User, Organization] | None:
-        stmt = (
-            sa.select(ApiKey, Membership, User, Organization)
-            .join(Membership, sa.and_(Membership.tenant_id == ApiKey.tenant_id, Membership.id == ApiKey.membership_id))
-            .join(User, User.id == Membership.user_id)
-            .join(Organization, Organization.id == ApiKey.tenant_id)
-            .where(ApiKey.prefix == prefix)
-        )
-        row = (await self.session.execute(stmt)).first()
+        row = (await self.session.execute(_KEY_BY_PREFIX, {"prefix": prefix})).first()
         return None if row is None else (row[0], row[1], row[2], row[3])
 
     async def touch_key(self, key_id: str, now: datetime) -> None:
