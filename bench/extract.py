@@ -2,7 +2,7 @@
 
 1. A 1,000,000-row SQLite table → bronze parquet through the ``dlt_extract`` kind, against plain dlt doing the same
    (same source, pyarrow backend, filesystem destination, parquet). Target: at least 0.9 of plain dlt's rows per second,
-   from the medians of ``VAI_BENCH_EXTRACT_ROUNDS`` (default 3) rounds whose order alternates.
+   from the medians of ``VAI_BENCH_EXTRACT_ROUNDS`` (default 5) rounds whose order alternates.
 2. A group-by over 10,000,000 rows: the guard plus the locked, pooled DuckDB (``LakeQueryEngine.query``) and the
    whole ``POST /api/v1/query`` (HTTP, auth, guard, execute) against raw DuckDB over the same parquet files, with the
    same thread count and memory limit. Target: ≤ 5 % or ≤ 2 ms overhead, read off the median per-round difference.
@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 
 EXTRACT_ROWS = 1_000_000
-EXTRACT_ROUNDS = int(os.environ.get("VAI_BENCH_EXTRACT_ROUNDS", "3"))
+EXTRACT_ROUNDS = int(os.environ.get("VAI_BENCH_EXTRACT_ROUNDS", "5"))
 QUERY_ROWS = 10_000_000
 TRIVIAL = "SELECT 1 AS one"  # no table: the fixed cost of a query, for telling HTTP apart from the engine
 GROUP_BY = "SELECT category, count(*) AS n, sum(amount) AS total FROM {table} GROUP BY category ORDER BY category"
