@@ -286,8 +286,8 @@ class AutomationEngine:
         started or skipped every PENDING step it found ready, so the only steps that can move now are the RUNNING
         ones and, as steps end, their dependents: those are all it looks at (a heap of graph positions). Without
         it every step is looked at, and a chain of n steps cost O(n) per pass, O(n²) in all."""
-        version = state.version
-        order, position = version.graph.order, version.position
+        version, graph = state.version, state.version.graph
+        order, position = graph.order, graph.position
         if settled:
             queue = [position[key] for key, row in state.steps.items() if row.status is StepStatus.RUNNING]
             heapq.heapify(queue)
@@ -302,7 +302,7 @@ class AutomationEngine:
             if row.status is StepStatus.RUNNING:
                 await self._collect(state, tenant, row, step)
             elif row.status is StepStatus.PENDING:
-                dependencies = [state.steps[d] for d in version.graph.dependencies[key]]
+                dependencies = [state.steps[d] for d in graph.dependencies[key]]
                 if not all(d.status.is_terminal for d in dependencies):
                     continue
                 blocking = [d for d in dependencies if d.status is not StepStatus.COMPLETED]
@@ -315,7 +315,7 @@ class AutomationEngine:
                 fatal = key
                 break
             if row.status.is_terminal:
-                for dependent in version.dependents[key]:
+                for dependent in graph.dependents_of[key]:
                     index = position[dependent]
                     if index not in queued and state.steps[dependent].status is StepStatus.PENDING:
                         queued.add(index)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from virtuousai.automations.expressions import ExpressionError, parse_condition, parse_template, step_references
@@ -58,9 +58,21 @@ class StepGraph:
 
     dependencies: dict[str, tuple[str, ...]]
     order: tuple[str, ...]
+    # Derived from the two above once (the engine looks them up on every pass): each step's index in ``order``, and
+    # the steps that depend on each step, in ``order``.
+    position: dict[str, int] = field(init=False)
+    dependents_of: dict[str, tuple[str, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        dependents: dict[str, list[str]] = {key: [] for key in self.order}
+        for key in self.order:
+            for dependency in self.dependencies[key]:
+                dependents[dependency].append(key)
+        object.__setattr__(self, "position", {key: index for index, key in enumerate(self.order)})
+        object.__setattr__(self, "dependents_of", {key: tuple(keys) for key, keys in dependents.items()})
 
     def dependents(self, key: str) -> list[str]:
-        return [other for other in self.order if key in self.dependencies[other]]
+        return list(self.dependents_of[key])
 
 
 def build_graph(spec: AutomationSpec) -> StepGraph:

@@ -117,8 +117,6 @@ class CompiledVersion:
     steps: dict[str, Step]
     reads: dict[str, frozenset[str] | None]
     read_outputs_of: frozenset[str] | None
-    position: dict[str, int]  # each step's index in ``graph.order``
-    dependents: dict[str, tuple[str, ...]]  # the steps that depend on each step, in ``graph.order``
 
 
 def steps_read_by(step: Step) -> frozenset[str] | None:
@@ -152,14 +150,7 @@ def compile_version(spec: AutomationSpec) -> CompiledVersion:
     for keys in reads.values():
         read_outputs_of = None if keys is None or read_outputs_of is None else read_outputs_of | keys
     steps = {step.key: step for step in spec.steps}
-    graph = build_graph(spec)
-    dependents: dict[str, list[str]] = {key: [] for key in graph.order}
-    for key in graph.order:
-        for dependency in graph.dependencies[key]:
-            dependents[dependency].append(key)
-    position = {key: index for index, key in enumerate(graph.order)}
-    frozen = {key: tuple(keys) for key, keys in dependents.items()}
-    return CompiledVersion(spec, graph, steps, reads, read_outputs_of, position, frozen)
+    return CompiledVersion(spec, build_graph(spec), steps, reads, read_outputs_of)
 
 
 # Versions never change: each process compiles a version once, not on every pass.
