@@ -3,14 +3,9 @@ together (or not at all), keys held by foreign runs, and completions driving the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from fastapi import FastAPI
 
 from tests.automations.conftest import Automations, steps_by_key
-from virtuousai.api.app import create_app
 from virtuousai.config import Settings
 
 
@@ -74,22 +69,14 @@ class TestWithoutPolling:
     """Poll and sweep intervals far beyond the deadline: only wake-ups can move the run."""
 
     @pytest.fixture
-    def settings(self, db_url: str, tmp_path: Path) -> Settings:
-        return Settings(
-            database_url=db_url,
-            data_dir=tmp_path / "var",
-            poll_interval_s=60.0,
-            lease_s=30.0,
-            worker_concurrency=4,
-            automation_sweep_interval_s=3600.0,
-            cron_interval_s=3600.0,
-        )
-
-    @pytest.fixture
-    async def app(self, settings: Settings) -> AsyncIterator[FastAPI]:
-        app = create_app(settings, workers=1)
-        async with app.router.lifespan_context(app):
-            yield app
+    def settings(self, settings: Settings) -> Settings:
+        update = {
+            "poll_interval_s": 60.0,
+            "lease_s": 30.0,
+            "worker_concurrency": 4,
+            "automation_sweep_interval_s": 3600.0,
+        }
+        return settings.model_copy(update=update)
 
     async def test_completions_drive_a_chain_with_no_poll_delay(self, automations: Automations) -> None:
         steps = 8
