@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="The event loop of vai processes: auto is uvloop where it exists (Linux, macOS), else asyncio.",
+    )
     # Workers: None means "1 on SQLite, 0 on PostgreSQL" (resolved in `vai serve`).
     workers: int | None = Field(default=None, ge=0)
     create_demo_org: bool = Field(default=False, description="Create the demo organization on first start.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from virtuousai import eventloop
 from virtuousai.agents.service import AgentSpecService
 from virtuousai.agents.spec import parse_spec
 from virtuousai.cli.common import echo_json, open_sessions
@@ -64,7 +64,7 @@ def agent_validate(
             await service.validate(markdown, updating=existing)
 
     try:
-        asyncio.run(run())
+        eventloop.run(run())
     except VaiError as exc:
         print_errors(path, exc)
     typer.echo(f"{path}: ok")
@@ -87,7 +87,7 @@ def agent_apply(path: FileArgument, org: OrgOption, as_json: Annotated[bool, typ
             return found.spec.id, found.spec.slug, found.version.version
 
     try:
-        spec_id, slug, version = asyncio.run(run())
+        spec_id, slug, version = eventloop.run(run())
     except VaiError as exc:
         print_errors(path, exc)
     if as_json:
@@ -118,7 +118,7 @@ def agent_list(org: OrgOption, as_json: Annotated[bool, typer.Option("--json")] 
         ]
 
     try:
-        rows = asyncio.run(run())
+        rows = eventloop.run(run())
     except VaiError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(code=2) from None

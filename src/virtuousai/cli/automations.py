@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from virtuousai import eventloop
 from virtuousai.automations.runs import AutomationRunService, RunDetail
 from virtuousai.automations.service import AutomationService
 from virtuousai.automations.spec import AutomationSpec
@@ -191,6 +192,6 @@ def list_runs(
 
 def _run(coro: Any) -> Any:
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except VaiError as exc:
         fail(exc)

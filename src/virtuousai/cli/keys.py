@@ -6,13 +6,13 @@ file's key, so switching loses nothing). Runbook: rotate → rewrap → status �
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from virtuousai import eventloop
 from virtuousai.cli.common import echo_json, fail, open_sessions
 from virtuousai.config import Settings
 from virtuousai.connections.tables import SEALED_CONNECTIONS
@@ -54,7 +54,7 @@ def _rotatable(settings: Settings) -> RotatableKeyProvider:
 
 def _run(coro: Any) -> Any:
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except VaiError as exc:
         fail(exc)
     except (KeyUnavailable, InsecureKeyFile) as exc:

@@ -1,12 +1,12 @@
-"""``vai``: the command line. Each command runs its async work with ``asyncio.run``."""
+"""``vai``: the command line. Each command runs its async work with ``eventloop.run`` (uvloop where it exists)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
 
+from virtuousai import eventloop
 from virtuousai.cli.agents import agent_app
 from virtuousai.cli.automations import automation_app
 from virtuousai.cli.keys import keys_app
@@ -41,7 +41,7 @@ def migrate_cmd(
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    eventloop.run(run())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from virtuousai import eventloop
 from virtuousai.cli.common import echo_json, fail, open_sessions
 from virtuousai.config import Settings
 from virtuousai.errors import NotFound, VaiError
@@ -49,7 +49,7 @@ def org_create(
             typer.echo("The key is shown once; store it now.")
 
     try:
-        asyncio.run(run())
+        eventloop.run(run())
     except VaiError as exc:
         fail(exc)
 
@@ -69,7 +69,7 @@ def org_list(as_json: JsonOption = False) -> None:
             table.add_row(org.id, org.name, str(org.created_at))
         Console().print(table)
 
-    asyncio.run(run())
+    eventloop.run(run())
 
 
 @key_app.command("create")
@@ -99,7 +99,7 @@ def key_create(
             typer.echo(f"api key: {issued.plaintext}")
 
     try:
-        asyncio.run(run())
+        eventloop.run(run())
     except VaiError as exc:
         fail(exc)
 
@@ -134,7 +134,7 @@ def key_list(org: OrgOption, as_json: JsonOption = False) -> None:
             )
         Console().print(table)
 
-    asyncio.run(run())
+    eventloop.run(run())
 
 
 @key_app.command("revoke")
@@ -147,6 +147,6 @@ def key_revoke(key_id: Annotated[str, typer.Argument()], org: OrgOption) -> None
         typer.echo(f"revoked {key.id} at {key.revoked_at}")
 
     try:
-        asyncio.run(run())
+        eventloop.run(run())
     except VaiError as exc:
         fail(exc)

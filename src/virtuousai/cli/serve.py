@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
 import uvicorn
 
+from virtuousai import eventloop
 from virtuousai.api.app import create_app
 from virtuousai.config import Settings
 from virtuousai.crypto.keyfile import InsecureKeyFile, ensure_key_file
@@ -36,14 +36,21 @@ def serve(
         typer.echo(f"refusing to start: {exc}", err=True)
         raise typer.Exit(code=1) from exc
     settings.lake_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_prepare(settings, demo=demo))
+    eventloop.run(_prepare(settings, demo=demo), settings.event_loop)
     worker_count = workers if workers is not None else settings.workers
     if worker_count is None:
         worker_count = 1 if settings.is_sqlite else 0
     bind_host, bind_port = host or settings.host, port or settings.port
     typer.echo(f"API docs: http://{bind_host}:{bind_port}/docs  ({worker_count} in-process worker(s))")
     app = create_app(settings, workers=worker_count)
-    uvicorn.run(app, host=bind_host, port=bind_port, log_config=None, access_log=False)
+    uvicorn.run(
+        app,
+        host=bind_host,
+        port=bind_port,
+        loop=eventloop.loop_name(settings.event_loop),
+        log_config=None,
+        access_log=False,
+    )
 
 
 async def _prepare(settings: Settings, *, demo: bool) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from virtuousai import eventloop
 from virtuousai.automations.background import AutomationServices
 from virtuousai.config import Settings
 from virtuousai.logging import configure_logging
@@ -25,7 +26,7 @@ def worker(
     (up to VAI_DRAIN_TIMEOUT_S) and release the rest to other workers."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_run(settings, concurrency))
+    eventloop.run(_run(settings, concurrency), settings.event_loop)
 
 
 async def _run(settings: Settings, concurrency: int | None) -> None:
