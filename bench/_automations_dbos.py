@@ -41,6 +41,7 @@ def main() -> None:
         seconds, cpu, postgres_cpu = [], [], []
         with psycopg.connect(url, autocommit=True) as watch:
             for _ in range(rounds):
+                watch.execute("ANALYZE")  # as bench/automations.py does before each of our parts
                 backends = [row[0] for row in watch.execute(POSTGRES_BACKENDS_SQL).fetchall()]
                 started, cpu_started, postgres_started = time.perf_counter(), time.process_time(), cpu_seconds(backends)
                 chain(steps)

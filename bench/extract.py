@@ -160,6 +160,7 @@ def _overhead(times: dict[str, list[float]], cpu: dict[str, list[float]], key: s
 def _query_bench(work: Path) -> QueryBench:
     import httpx
 
+    from virtuousai import eventloop
     from virtuousai.api.app import create_app
     from virtuousai.config import Settings
     from virtuousai.data.engine import LakeQueryEngine, QueryLimits
@@ -179,7 +180,7 @@ def _query_bench(work: Path) -> QueryBench:
             created = await create_organization(session, "Bench", "bench@example.com")
         return created.organization.id, created.key.plaintext
 
-    org_id, api_key = asyncio.run(setup())
+    org_id, api_key = eventloop.run(setup())
     lake = TenantLake(settings.lake_dir, org_id)
     staging = lake.staging_dir("bench")
     con = duckdb.connect()
@@ -251,7 +252,7 @@ def _query_bench(work: Path) -> QueryBench:
                             cpu[key].append(time.process_time() - cpu_started)
             app.state.lake_engine.close()
 
-    asyncio.run(rounds())
+    eventloop.run(rounds())  # the loop `vai serve` runs the API on (uvloop)
     engine.close()
     raw.close()
 
