@@ -9,6 +9,9 @@
    PostgreSQL processes serving its database (``bench/_cpu.py``): wall times on a shared machine move by tens of
    percent between runs, CPU seconds much less.
 
+Both sides' databases are analyzed before each measured part, as autovacuum would have done on a database in service
+(it is off on the bench server; without statistics each side keeps plans made for nearly empty tables).
+
 Scratch databases are created and dropped here (``VAI_BENCH_POSTGRES_URL``, default the test server). Knobs:
 ``VAI_BENCH_WORKERS`` (processes, default 2), ``VAI_BENCH_CONCURRENCY`` (per process, default 8),
 ``VAI_BENCH_ROUNDS`` (default 2; the median is reported), ``VAI_BENCH_PARTS`` (a comma list of ``fan_out``, ``chain``,
