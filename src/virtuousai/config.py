@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from virtuousai.eventloop import LoopChoice
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VAI_", extra="ignore")
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+    event_loop: LoopChoice = Field(
         default="auto",
         description="The event loop of vai processes: auto is uvloop where it exists (Linux, macOS), else asyncio.",
     )

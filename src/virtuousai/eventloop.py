@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 LoopName = Literal["uvloop", "asyncio"]
-LoopChoice = Literal["auto", "uvloop", "asyncio"]  # ``Settings.event_loop``
+LoopChoice = Literal["auto", "uvloop", "asyncio"]  # also the type of ``Settings.event_loop`` (VAI_EVENT_LOOP)
 
 UVLOOP_AVAILABLE = sys.platform != "win32"  # uvloop is a dependency everywhere but Windows
 
