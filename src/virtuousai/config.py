@@ -40,6 +40,12 @@ class Settings(BaseSettings):
         default="auto",
         description="The event loop of vai processes: auto is uvloop where it exists (Linux, macOS), else asyncio.",
     )
+    auth_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a process trusts an API key it verified, without reading it again; 0: never. "
+        "Revocations empty it at once (docs/api.md).",
+    )
     # Workers: None means "1 on SQLite, 0 on PostgreSQL" (resolved in `vai serve`).
     workers: int | None = Field(default=None, ge=0)
     create_demo_org: bool = Field(default=False, description="Create the demo organization on first start.")

@@ -23,6 +23,7 @@ from virtuousai.connections.router import router as connections_router
 from virtuousai.data.router import router as data_router
 from virtuousai.llm.router import router as models_router
 from virtuousai.orgs.router import router as orgs_router
+from virtuousai.orgs.verified_keys import VerifiedKeys
 from virtuousai.runtime.supervisor import Runtime
 from virtuousai.store.engine import make_engine, make_sessionmaker
 from virtuousai.templates.router import router as templates_router
@@ -69,9 +70,12 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         automation_services = AutomationServices(runtime)
         app.state.automations = automation_services
         await automation_services.start()
+        # Keys verified a moment ago are forgotten when access changes, here or (on PostgreSQL) in any process.
+        forget_on_access_change = runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
         try:
             yield
         finally:
+            forget_on_access_change()
             await automation_services.stop()
             await runtime.stop()
             await engine.dispose()
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
     )
     app.state.settings = settings
     app.state.worker_count = workers
+    app.state.verified_keys = VerifiedKeys(settings.auth_cache_ttl_s)
     app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     app.include_router(health_router)

@@ -1,7 +1,8 @@
 """Request dependencies, declared once as ``Annotated`` aliases.
 
 ``SessionDep`` is one transaction per request (services commit explicitly; anything uncommitted is rolled back).
-``PrincipalDep`` authenticates; ``TenantDep`` is the tenant for repositories; ``require_role`` guards by role.
+``PrincipalDep`` authenticates (a key verified a moment ago comes from ``VerifiedKeys``, without a database read);
+``TenantDep`` is the tenant for repositories; ``require_role`` guards by role.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.config import Settings
 from virtuousai.errors import Forbidden, ValidationFailed
-from virtuousai.orgs.service import Principal, authenticate
+from virtuousai.orgs.service import Principal, authenticate, hash_key, presented_key
 from virtuousai.orgs.tables import Role
+from virtuousai.orgs.verified_keys import VerifiedKeys
 from virtuousai.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor, PageRequest, decode_cursor
 from virtuousai.store.tenant import TenantContext
 
@@ -56,10 +58,18 @@ async def get_principal(
     sessions: SessionmakerDep,
     _documented: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> Principal:
+    authorization = request.headers.get("authorization")
+    key_hash = hash_key(presented_key(authorization))
+    verified: VerifiedKeys = request.app.state.verified_keys
+    principal = verified.get(key_hash)
+    if principal is not None:
+        return principal
+    generation = verified.generation
     # Its own short transaction, so the occasional last_used_at write commits even on read-only requests.
     async with sessions() as session:
-        principal = await authenticate(session, request.headers.get("authorization"))
+        principal = await authenticate(session, authorization)
         await session.commit()
+    verified.keep(key_hash, principal, verified_in=generation)
     return principal
 
 

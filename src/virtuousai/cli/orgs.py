@@ -139,7 +139,8 @@ def key_list(org: OrgOption, as_json: JsonOption = False) -> None:
 
 @key_app.command("revoke")
 def key_revoke(key_id: Annotated[str, typer.Argument()], org: OrgOption) -> None:
-    """Revoke an API key; requests with it answer 401 from now on."""
+    """Revoke an API key; requests with it answer 401 from now on (a server on the same SQLite file may trust it
+    for up to VAI_AUTH_CACHE_TTL_S more)."""
 
     async def run() -> None:
         async with open_sessions(Settings()) as sessions, sessions() as session:

@@ -15,6 +15,7 @@ from virtuousai.errors import NotFound, Unauthorized, ValidationFailed
 from virtuousai.ids import new_id
 from virtuousai.orgs.repository import AccessLookup, ApiKeyRepository, MembershipRepository
 from virtuousai.orgs.tables import ApiKey, Membership, Organization, Role, User
+from virtuousai.store.drivers import Wakeup, driver_for_session
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 from virtuousai.timeutil import utcnow
@@ -69,17 +70,22 @@ def normalize_email(email: str) -> str:
     return email
 
 
-async def authenticate(session: AsyncSession, authorization: str | None) -> Principal:
-    """Check an ``Authorization`` header. Every failure is a 401 whose detail names the case, never the key."""
+def presented_key(authorization: str | None) -> str:
+    """The API key in an ``Authorization`` header; a 401 naming the case if there is none or it is not one."""
     if not authorization:
         raise Unauthorized("missing Authorization header", reason="missing")
     scheme, _, raw = authorization.partition(" ")
     raw = raw.strip()
-    match = KEY_PATTERN.match(raw) if scheme.lower() == "bearer" else None
-    if match is None:
+    if scheme.lower() != "bearer" or KEY_PATTERN.match(raw) is None:
         raise Unauthorized("malformed credentials: expected 'Authorization: Bearer vai_…'", reason="malformed")
+    return raw
+
+
+async def authenticate(session: AsyncSession, authorization: str | None) -> Principal:
+    """Check an ``Authorization`` header. Every failure is a 401 whose detail names the case, never the key."""
+    raw = presented_key(authorization)
     lookup = AccessLookup(session)
-    found = await lookup.key_by_prefix(match.group(1))
+    found = await lookup.key_by_prefix(raw.split("_", 2)[1])  # vai_<prefix>_<secret>
     if found is None or not hmac.compare_digest(found[0].key_hash, hash_key(raw)):
         raise Unauthorized("unknown API key", reason="unknown")
     key, membership, user, org = found
@@ -189,5 +195,9 @@ class ApiKeyService:
         key = await self.get(key_id)
         if key.revoked_at is None:
             key.revoked_at = utcnow()
+            # Processes that verified this key a moment ago forget it (orgs/verified_keys.py): this one as the
+            # commit returns, the others when the wake-up reaches them.
+            access = Wakeup("access", tenant_id=key.tenant_id)
+            await driver_for_session(self.session).publish(self.session, access, here_at_commit=True)
             await self.session.commit()
         return key

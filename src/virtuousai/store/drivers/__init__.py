@@ -198,8 +198,11 @@ class RunQueueDriver(Protocol):
         (their lease was lost). Runs in the caller's transaction."""
         ...
 
-    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
-        """Deliver ``wakeups`` when the session's transaction commits (dropped if it rolls back)."""
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
+        """Deliver ``wakeups`` when the session's transaction commits (dropped if it rolls back).
+
+        ``here_at_commit``: this process's subscribers must have them by the time the commit returns, not a
+        ``NOTIFY`` round trip later (PostgreSQL); for a change a request made just after it must already see."""
         ...
 
     async def listen(self, hub: WakeupHub) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from virtuousai.store.base import UTCDateTime
 from virtuousai.store.drivers import (
@@ -25,7 +26,7 @@ from virtuousai.store.drivers import (
     claim_params,
     in_claim_order,
 )
-from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub
+from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub, hub_for
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,22 @@ class PostgresRunQueue:
         }
         return {run_id for run_id, _ in (await session.execute(FINISH_SQL, params)).all()}
 
-    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
         # NOTIFY is transactional: listeners hear it at commit, never for a rolled-back change.
-        if wakeups:
-            params = {"channel": CHANNEL, "payloads": [wakeup.encode() for wakeup in wakeups]}
-            await session.execute(NOTIFY_SQL, params)
+        if not wakeups:
+            return
+        params = {"channel": CHANNEL, "payloads": [wakeup.encode() for wakeup in wakeups]}
+        await session.execute(NOTIFY_SQL, params)
+        if here_at_commit:
+            # Also to this process's hub as the commit returns (the NOTIFY's echo comes a round trip later and
+            # is delivered again: the topics that ask for this are idempotent).
+            hub = hub_for(self.url)
+
+            def on_commit(_session: Session) -> None:
+                for wakeup in wakeups:
+                    hub.publish(wakeup)
+
+            sa.event.listen(session.sync_session, "after_commit", on_commit, once=True)
 
     async def listen(self, hub: WakeupHub) -> None:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -209,8 +221,10 @@ class PostgresRunQueue:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, on_notify)
-                # Anything enqueued while we were not listening is found by this first wake-up.
+                # Anything enqueued while we were not listening is found by this first wake-up, and an access
+                # change missed meanwhile by the second (verified keys are checked again).
                 hub.publish(Wakeup("enqueued"))
+                hub.publish(Wakeup("access"))
                 await lost.wait()
                 log.warning("LISTEN connection lost; reconnecting")
             except (OSError, asyncpg.PostgresError) as exc:

@@ -181,7 +181,8 @@ class SqliteRunQueue:
             await self.publish(session, *(f.wakeup for f in moved))
         return {f.run_id for f in moved}
 
-    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
+        # Always at commit here: this process is the only one that hears them.
         if not wakeups:
             return
         hub = hub_for(self.url)

@@ -20,13 +20,15 @@ import sqlalchemy as sa
 # Names this process in the ``finished`` wake-ups of the runs its workers execute (no ':' — see ``encode``).
 PROCESS_ID = f"p{os.getpid()}x{secrets.token_hex(3)}"
 
-WakeupTopic = Literal["enqueued", "cancel", "finished"]
-TOPICS: frozenset[str] = frozenset({"enqueued", "cancel", "finished"})
+WakeupTopic = Literal["enqueued", "cancel", "finished", "access"]
+TOPICS: frozenset[str] = frozenset({"enqueued", "cancel", "finished", "access"})
 
 
 @dataclass(frozen=True)
 class Wakeup:
     """``enqueued``: claimable runs exist. ``cancel``: a running run should stop. ``finished``: a run is terminal.
+    ``access``: an API key's access changed (``tenant_id`` says whose): keys verified earlier must be checked again
+    (``orgs/verified_keys.py``).
 
     A ``finished`` wake-up also says whose the run is — ``tenant_id``, ``origin`` and, for ``origin="automation"``,
     ``automation_run_id`` — because every process hears every run finish: a subscriber skips the runs it does not
