@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import pytest
 import sqlglot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from virtuousai.data.guard import SqlRejected, UnknownTable, guard_sql
+from virtuousai.data.guard import GUARD_MEMO_MAX_LENGTH, SqlRejected, UnknownTable, guard_sql
 from virtuousai.data.lake import TableRef
 
 ORDERS = TableRef("bronze", "shop", "orders")
@@ -155,3 +157,35 @@ def test_a_file_reader_is_refused_at_any_depth(reader: str, depth: int) -> None:
         )
     with pytest.raises(SqlRejected, match=reader):
         guard_sql(inner)
+
+
+# --- the memo of recent verdicts ------------------------------------------------------------------------------
+
+
+def test_an_accepted_text_is_checked_once_and_shared() -> None:
+    sql = "SELECT status, count(*) FROM bronze.shop.orders GROUP BY status -- memo"
+    first = guard_sql(sql)
+    assert guard_sql(sql) is first
+    assert first.tables == frozenset({ORDERS})
+    # Where errors point is part of the verdict: the same text from an action input is its own entry.
+    from_input = guard_sql(sql, loc=("inputs", "sql"))
+    assert from_input is not first
+    assert from_input.loc == ("inputs", "sql") and first.loc == ("body", "sql")
+    with pytest.raises(FrozenInstanceError):
+        first.sql = "DROP VIEW bronze.shop.orders"  # type: ignore[misc]
+
+
+def test_a_refused_text_is_refused_every_time() -> None:
+    sql = "SELECT * FROM read_parquet('/etc/passwd') -- memo"
+    for loc in [("body", "sql"), ("body", "sql"), ("inputs", "sql")]:
+        with pytest.raises(SqlRejected) as refused:
+            guard_sql(sql, loc=loc)
+        assert refused.value.errors[0]["loc"] == list(loc)
+
+
+def test_a_long_text_is_not_remembered() -> None:
+    padding = " ".join(f"{i} AS c{i}," for i in range(GUARD_MEMO_MAX_LENGTH // 8))
+    sql = f"SELECT {padding} id FROM bronze.shop.orders"
+    assert len(sql) > GUARD_MEMO_MAX_LENGTH
+    first, second = guard_sql(sql), guard_sql(sql)
+    assert first == second and first is not second

@@ -214,9 +214,14 @@ def test_queries_share_one_watchdog_thread(engine: LakeQueryEngine) -> None:
 
 
 def _tree_rendering(sql: str, row_limit: int) -> str:
-    """How the wrapper used to be built: from a copy of the checked tree."""
-    guarded = guard_sql(sql)
-    return exp.select("*").from_(guarded.tree.subquery("vai_result")).limit(row_limit).sql(dialect="duckdb")
+    """How the wrapper used to be built: from a copy of the checked tree (the parsed text, a parenthesized query
+    unwrapped, as the guard does)."""
+    guard_sql(sql)  # accepted
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    if isinstance(tree, exp.Subquery):
+        tree = tree.this
+    assert isinstance(tree, exp.Query)
+    return exp.select("*").from_(tree.subquery("vai_result")).limit(row_limit).sql(dialect="duckdb")
 
 
 @pytest.mark.parametrize(
