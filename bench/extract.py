@@ -214,15 +214,15 @@ def _vai_serve(data_dir: Path, database_url: str) -> Iterator[int]:
         "VAI_LOG_LEVEL": "WARNING",
     }
     vai = Path(sys.executable).parent / "vai"
-    server = subprocess.Popen(
-        [str(vai), "serve", "--workers", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log_path = data_dir / "vai-serve.log"  # a file, not a pipe: a pipe nobody reads would stall the server when full
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        server = subprocess.Popen([str(vai), "serve", "--workers", "0"], env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
-                stderr = server.stderr.read().decode() if server.stderr else ""
-                raise RuntimeError(f"vai serve exited with {server.returncode}: {stderr}")
+                raise RuntimeError(f"vai serve exited with {server.returncode}: {log_path.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
@@ -263,7 +263,8 @@ def _query_bench(work: Path) -> QueryBench:
     from virtuousai.store import migrate
     from virtuousai.store.engine import make_engine
 
-    settings = Settings(data_dir=work / "qvar", database_url=f"sqlite+aiosqlite:///{work / 'q.db'}")
+    database_url = f"sqlite+aiosqlite:///{work / 'q.db'}"
+    settings = Settings(data_dir=work / "qvar", database_url=database_url)
 
     async def setup() -> tuple[str, str]:
         engine = make_engine(settings.resolved_database_url)
@@ -358,7 +359,7 @@ def _query_bench(work: Path) -> QueryBench:
             app.state.lake_engine.close()
         served.close()
 
-    with _vai_serve(settings.data_dir, settings.database_url) as port:
+    with _vai_serve(settings.data_dir, database_url) as port:
         eventloop.run(rounds(port))  # the loop `vai serve` runs the API on (uvloop)
     engine.close()
     raw.close()

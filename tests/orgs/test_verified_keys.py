@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from tests.conftest import PG_URL, OrgHandle, Templates
+from virtuousai.api.app import create_app
 from virtuousai.config import Settings
-from virtuousai.orgs.service import ApiKeyService, Principal
+from virtuousai.orgs.service import ApiKeyService, Principal, create_organization
 from virtuousai.orgs.tables import ApiKey, Organization, Role, User
 from virtuousai.orgs.verified_keys import VerifiedKeys
 from virtuousai.store.drivers import Wakeup, WakeupHub
@@ -163,6 +164,19 @@ def _without_vai_settings() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("VAI_")}
 
 
+@pytest.fixture
+async def uncached_app(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, OrgHandle]]:
+    """An app with ``VAI_AUTH_CACHE_TTL_S=0``, a client and an organization."""
+    app = create_app(Settings(database_url=db_url, data_dir=tmp_path / "off", auth_cache_ttl_s=0))
+    async with app.router.lifespan_context(app):
+        async with app.state.sessions() as session:
+            created = await create_organization(session, "No cache", "nocache@example.com")
+        handle = OrgHandle(created.organization.id, created.owner.id, created.key.plaintext)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield app, client, handle
+
+
 async def test_the_cache_can_be_turned_off(
     uncached_app: tuple[FastAPI, httpx.AsyncClient, OrgHandle],
 ) -> None:
@@ -172,22 +186,6 @@ async def test_the_cache_can_be_turned_off(
         assert (await client.get("/api/v1/me", headers=org.headers)).status_code == 200
     assert statements.count > 0
     assert len(app.state.verified_keys) == 0
-
-
-@pytest.fixture
-async def uncached_app(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, OrgHandle]]:
-    """An app with ``VAI_AUTH_CACHE_TTL_S=0``, a client and an organization."""
-    from virtuousai.api.app import create_app
-    from virtuousai.orgs.service import create_organization
-
-    app = create_app(Settings(database_url=db_url, data_dir=tmp_path / "off", auth_cache_ttl_s=0))
-    async with app.router.lifespan_context(app):
-        async with app.state.sessions() as session:
-            created = await create_organization(session, "No cache", "nocache@example.com")
-        handle = OrgHandle(created.organization.id, created.owner.id, created.key.plaintext)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield app, client, handle
 
 
 @pytest.mark.postgres
