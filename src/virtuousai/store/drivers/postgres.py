@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from virtuousai.store.base import UTCDateTime
 from virtuousai.store.drivers import (
@@ -26,7 +25,7 @@ from virtuousai.store.drivers import (
     claim_params,
     in_claim_order,
 )
-from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub, hub_for
+from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub, hub_for, publish_at_commit
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +198,7 @@ class PostgresRunQueue:
         if here_at_commit:
             # Also to this process's hub as the commit returns (the NOTIFY's echo comes a round trip later and
             # is delivered again: the topics that ask for this are idempotent).
-            hub = hub_for(self.url)
-
-            def on_commit(_session: Session) -> None:
-                for wakeup in wakeups:
-                    hub.publish(wakeup)
-
-            sa.event.listen(session.sync_session, "after_commit", on_commit, once=True)
+            publish_at_commit(session, hub_for(self.url), wakeups)
 
     async def listen(self, hub: WakeupHub) -> None:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:

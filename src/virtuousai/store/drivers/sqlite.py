@@ -14,7 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from virtuousai.store.base import JSONDoc, UTCDateTime
 from virtuousai.store.drivers import (
@@ -27,7 +26,7 @@ from virtuousai.store.drivers import (
     claim_params,
     in_claim_order,
 )
-from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub, hub_for
+from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub, hub_for, publish_at_commit
 from virtuousai.store.engine import transaction
 
 CLAIM_SQL = (
@@ -183,15 +182,8 @@ class SqliteRunQueue:
 
     async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
         # Always at commit here: this process is the only one that hears them.
-        if not wakeups:
-            return
-        hub = hub_for(self.url)
-
-        def on_commit(_session: Session) -> None:
-            for wakeup in wakeups:
-                hub.publish(wakeup)
-
-        sa.event.listen(session.sync_session, "after_commit", on_commit, once=True)
+        if wakeups:
+            publish_at_commit(session, hub_for(self.url), wakeups)
 
     async def listen(self, hub: WakeupHub) -> None:
         # In-process publishers already reach the hub; there is no other process to hear from.

@@ -11,11 +11,13 @@ import asyncio
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 # Names this process in the ``finished`` wake-ups of the runs its workers execute (no ':' — see ``encode``).
 PROCESS_ID = f"p{os.getpid()}x{secrets.token_hex(3)}"
@@ -105,6 +107,17 @@ class WakeupHub:
                 loop.call_soon(callback, wakeup)
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(callback, wakeup)
+
+
+def publish_at_commit(session: AsyncSession, hub: WakeupHub, wakeups: Sequence[Wakeup]) -> None:
+    """Deliver ``wakeups`` to ``hub`` (this process's subscribers) when the session's transaction commits; nothing
+    if it rolls back."""
+
+    def on_commit(_session: Session) -> None:
+        for wakeup in wakeups:
+            hub.publish(wakeup)
+
+    sa.event.listen(session.sync_session, "after_commit", on_commit, once=True)
 
 
 _hubs: dict[str, WakeupHub] = {}
