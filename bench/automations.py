@@ -5,6 +5,9 @@
    runs (time from the request to the last completion).
 2. Chain: 200 sequential no-op steps (each ``depends_on`` the previous one), against the same chain as a DBOS
    workflow of 200 ``@DBOS.step`` calls (its own PostgreSQL database). Target: our per-step overhead below DBOS's.
+   DBOS runs in a process of its own, started first and driven a round at a time: each round of our chain is
+   followed at once by a round of DBOS's, so the machine's drift touches both sides alike, and the median of the
+   per-round ratios is reported next to the ratio of the medians.
    Each side's CPU per step is reported too, split into the Python processes (our workers; DBOS's process) and the
    PostgreSQL processes serving its database (``bench/_cpu.py``): wall times on a shared machine move by tens of
    percent between runs, CPU seconds much less.
@@ -24,6 +27,7 @@ Scratch databases are created and dropped here (``VAI_BENCH_POSTGRES_URL``, defa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -153,7 +157,7 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: flo
 
 
 async def measure_ours(
-    url: str, data_dir: Path
+    url: str, data_dir: Path, dbos: DbosChain | None
 ) -> tuple[list[float], list[float], list[float], list[dict[str, float]], CpuSplit]:
     from virtuousai.actions.service import ActionRunService
     from virtuousai.automations.runs import AutomationRunService
@@ -251,35 +255,75 @@ async def measure_ours(
                     chain_s.append(await automation("chain"))
                     chain_cpu.python.append(cpu_seconds(worker_pids) - python_started)
                     chain_cpu.postgres.append(cpu_seconds(backends) - postgres_started)
+                if dbos is not None:
+                    await dbos.round()  # right after ours: both sides of a round see the same machine
     finally:
         await watch.close()
         await engine.dispose()
     return independent_s, fan_out_s, chain_s, chain_phases, chain_cpu
 
 
-async def measure_dbos(url: str) -> tuple[list[float], CpuSplit]:
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bench._automations_dbos", url, str(CHAIN_STEPS), str(ROUNDS)),
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"bench: the DBOS chain failed (exit {process.returncode})")
-    figures = json.loads(out.decode().strip().splitlines()[-1])
-    return figures["seconds"], CpuSplit(figures["cpu"], figures["postgres_cpu"])
+class DbosChain:
+    """The DBOS side, a process of its own (``bench/_automations_dbos.py``), driven one round at a time."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.seconds: list[float] = []
+        self.cpu = CpuSplit([], [])
+
+    @classmethod
+    @asynccontextmanager
+    async def started(cls, url: str) -> AsyncIterator[DbosChain]:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bench._automations_dbos", url, str(CHAIN_STEPS)),
+            cwd=REPO_ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            if await cls._line(process) != "ready":
+                raise RuntimeError("bench: the DBOS side did not start")
+            yield cls(process)
+        finally:
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    @staticmethod
+    async def _line(process: asyncio.subprocess.Process) -> str:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), timeout=600)
+        if not line:
+            raise RuntimeError(f"bench: the DBOS chain failed (exit {await process.wait()})")
+        return line.decode().strip()
+
+    async def round(self) -> None:
+        """One workflow of ``CHAIN_STEPS`` steps; its figures are added to ``seconds`` and ``cpu``."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(b"round\n")
+        await self.process.stdin.drain()
+        figures = json.loads(await self._line(self.process))
+        self.seconds.append(figures["seconds"])
+        self.cpu.python.append(figures["cpu"])
+        self.cpu.postgres.append(figures["postgres_cpu"])
 
 
 async def measure() -> Figures:
     with tempfile.TemporaryDirectory(prefix="vai-bench-") as tmp:
-        async with scratch_database("vai_bench_aut") as url:
-            independent_s, fan_out_s, chain_s, chain_phases, chain_cpu = await measure_ours(url, Path(tmp))
-        dbos_chain_s: list[float] = []
-        dbos_cpu = CpuSplit([], [])
-        if "dbos" in PARTS:
-            async with scratch_database("vai_bench_dbos") as dbos_url:
-                dbos_chain_s, dbos_cpu = await measure_dbos(dbos_url)
+        async with contextlib.AsyncExitStack() as stack:
+            dbos = None
+            if "dbos" in PARTS:
+                dbos_url = await stack.enter_async_context(scratch_database("vai_bench_dbos"))
+                dbos = await stack.enter_async_context(DbosChain.started(dbos_url))
+            url = await stack.enter_async_context(scratch_database("vai_bench_aut"))
+            independent_s, fan_out_s, chain_s, chain_phases, chain_cpu = await measure_ours(url, Path(tmp), dbos)
+        dbos_chain_s = [] if dbos is None else dbos.seconds
+        dbos_cpu = CpuSplit([], []) if dbos is None else dbos.cpu
     return Figures(independent_s, fan_out_s, chain_s, dbos_chain_s, chain_phases, chain_cpu, dbos_cpu)
 
 
@@ -300,6 +344,10 @@ def main() -> None:
         per_step = statistics.median(figures.chain_s) / CHAIN_STEPS * 1000
         ratio = "" if dbos_per_step is None else f"{per_step / dbos_per_step:.2f}x"
         rows.append((f"{CHAIN_STEPS}-step chain, per step", f"{per_step:.2f} ms", ratio, "< 1x"))
+        if len(figures.dbos_chain_s) == len(figures.chain_s):
+            # Each round of ours ran right before a round of DBOS: the ratio within a round is the steadier figure.
+            paired = [ours / theirs for ours, theirs in zip(figures.chain_s, figures.dbos_chain_s, strict=True)]
+            rows.append(("  the same, median of per-round ratios", "", f"{statistics.median(paired):.2f}x", "< 1x"))
     print(f"PostgreSQL, {WORKERS} vai worker processes x concurrency {CONCURRENCY}, median of {ROUNDS} rounds")
     print(f"{'measure':<42} {'time':>10} {'ratio':>8} {'target':>8}")
     for name, value, ratio, target in rows:
