@@ -345,7 +345,7 @@ def main() -> None:
         ratio = "" if dbos_per_step is None else f"{per_step / dbos_per_step:.2f}x"
         rows.append((f"{CHAIN_STEPS}-step chain, per step", f"{per_step:.2f} ms", ratio, "< 1x"))
         if len(figures.dbos_chain_s) == len(figures.chain_s):
-            # Each round of ours ran right before a round of DBOS: the ratio within a round is the steadier figure.
+            # Each round of ours ran right before a round of DBOS: within a round, both sides met the same load.
             paired = [ours / theirs for ours, theirs in zip(figures.chain_s, figures.dbos_chain_s, strict=True)]
             rows.append(("  the same, median of per-round ratios", "", f"{statistics.median(paired):.2f}x", "< 1x"))
     print(f"PostgreSQL, {WORKERS} vai worker processes x concurrency {CONCURRENCY}, median of {ROUNDS} rounds")
