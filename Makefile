@@ -2,25 +2,40 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Every install comes from uv.lock (exact versions and hashes), through a pinned uv kept in its own venv.
+# Upgrading is deliberate: `make lock-upgrade` re-resolves, then run `make test` and commit uv.lock.
+UV_VERSION := 0.13.9
+UV         := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+SYNC := $(UV) sync --locked --python $(PYTHON)
 
-.PHONY: run demo-etl test lint typecheck pytest bench clean
+.PHONY: run demo-etl test lint typecheck pytest bench clean lock lock-upgrade
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install -q uv==$(UV_VERSION)
 
-# Reinstall only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Re-sync only when the project or the lock changes. `--inexact` keeps the dev tools if a dev sync ran before.
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(SYNC) --inexact
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra dev
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,bench]'
+$(VENV)/.installed-bench: pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra dev --extra bench
 	touch $@ $(VENV)/.installed-dev $(VENV)/.installed
+
+# After changing dependencies in pyproject.toml: record them in uv.lock without moving the others.
+lock: | $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Move every dependency to the newest release pyproject.toml allows.
+lock-upgrade: | $(UV)
+	$(UV) lock --upgrade --python $(PYTHON)
 
 run: $(VENV)/.installed
 	$(BIN)/vai migrate
@@ -47,4 +62,4 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,25 @@ async def test_the_demo_etl_runs_offline_end_to_end(tmp_path: Path) -> None:
     assert outputs["extract_orders"].rows["orders"] == 2_000
     assert outputs["daily_revenue"].table == "gold.shop.daily_revenue"
 
+    # The expected total, exactly: each line's revenue rounded half-up on its decimal value, as silver does.
     with sqlite3.connect(shop_path(data_dir)) as db:
-        (expected,) = db.execute(
-            "SELECT round(sum(round(i.quantity * i.unit_price * (1 - i.discount), 2)), 2) FROM orders o "
-            "JOIN order_items i ON i.order_id = o.id "
+        lines = db.execute(
+            "SELECT i.quantity, i.unit_price, i.discount FROM orders o JOIN order_items i ON i.order_id = o.id "
             "WHERE o.status NOT IN ('test', 'cancelled', 'refunded') AND o.customer_id IS NOT NULL"
-        ).fetchone()
+        ).fetchall()
+    cent = Decimal("0.01")
+    expected = sum(
+        (
+            (q * Decimal(str(price)).quantize(cent) * (1 - Decimal(str(discount)).quantize(cent))).quantize(
+                cent, ROUND_HALF_UP
+            )
+            for q, price, discount in lines
+        ),
+        Decimal(0),
+    )
     with sqlite3.connect(warehouse_path(data_dir)) as db:
-        (loaded,) = db.execute("SELECT round(sum(revenue), 2) FROM daily_revenue").fetchone()
-    assert abs(loaded - expected) < 0.05
+        (loaded,) = db.execute("SELECT sum(revenue) FROM daily_revenue").fetchone()
+    assert Decimal(str(loaded)).quantize(cent) == expected
 
     # A second run after new orders extracts only those and the gold table follows.
     add_orders(shop_path(data_dir), 40)

@@ -8,6 +8,9 @@
 
 The demo bootstrap creates the two connections from ``demo_connections(data_dir)``, generates the shop database
 with ``demo_data.generate_shop_database(shop_path(data_dir))`` and creates the automation from ``DEMO_ETL``.
+
+Money is DECIMAL from silver on (the source's REAL prices are cast once, on the way in), so a line's revenue is
+rounded half-up on its exact value and the totals are exact sums, whatever the engine's float rounding would do.
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ SELECT
     i.product_id,
     p.category,
     i.quantity,
-    i.unit_price,
-    i.discount,
-    round(i.quantity * i.unit_price * (1 - i.discount), 2) AS line_revenue
+    CAST(i.unit_price AS DECIMAL(12, 2)) AS unit_price,
+    CAST(i.discount AS DECIMAL(4, 2)) AS discount,
+    round(i.quantity * CAST(i.unit_price AS DECIMAL(12, 2)) * (1 - CAST(i.discount AS DECIMAL(4, 2))), 2)
+        AS line_revenue
 FROM bronze.shop.orders AS o
 JOIN bronze.shop.order_items AS i ON i.order_id = o.id
 JOIN bronze.shop.products AS p ON p.id = i.product_id
@@ -76,7 +80,7 @@ SELECT
     category,
     count(DISTINCT order_id) AS orders,
     sum(quantity) AS units,
-    round(sum(line_revenue), 2) AS revenue
+    sum(line_revenue) AS revenue
 FROM silver.shop.orders_clean
 WHERE status <> 'refunded'
 GROUP BY order_date, category
