@@ -134,7 +134,7 @@ async def phases_of(watch: asyncpg.Connection, automation_run_id: str) -> dict[s
     (created by the engine → claimed by a worker), ``to_finish`` (claimed → outcome recorded: the execution) and
     ``to_next`` (recorded → the next step's ActionRun created: wake-up, hook and the engine pass so far)."""
     rows = await watch.fetch(
-        "SELECT created_at, started_at, finished_at FROM action_runs WHERE automation_run_id = $1 ORDER BY created_at",
+        "SELECT created_at, started_at, finished_at FROM action_runs WHERE parent_run_id = $1 ORDER BY created_at",
         automation_run_id,
     )
 
@@ -209,7 +209,7 @@ async def measure_ours(
 
         async def done() -> bool:
             pending = await watch.fetchval(
-                "SELECT count(*) FROM action_runs WHERE automation_run_id IS NULL "
+                "SELECT count(*) FROM action_runs WHERE parent_run_id IS NULL "
                 "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
             )
             return int(pending) == 0

@@ -97,8 +97,8 @@ def _extract_rounds(source: Path, work: Path) -> tuple[list[float], list[float]]
 
 
 def _our_extract(source: Path, work: Path) -> float:
-    from virtuousai.actions.context import ActionContext, ResolvedConnection
     from virtuousai.data.kinds import DltExtractInput, dlt_extract
+    from virtuousai.runtime.context import ActionContext, ResolvedConnection
     from virtuousai.store.tenant import TenantContext
 
     connection = ResolvedConnection(
@@ -255,7 +255,7 @@ def _query_bench(work: Path) -> QueryBench:
     import httpx
 
     from virtuousai import eventloop
-    from virtuousai.api.app import create_app
+    from virtuousai.app import create_app
     from virtuousai.config import Settings
     from virtuousai.data.engine import LakeQueryEngine, QueryLimits
     from virtuousai.data.lake import TableRef, TenantLake

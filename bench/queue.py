@@ -71,7 +71,7 @@ async def dispatch_latency(url: str, tenant_id: str) -> tuple[float, float]:
     """p50 and p99 in milliseconds of created_at → started_at, one idle worker, runs created one by one."""
     from virtuousai.actions.registry import default_registry
     from virtuousai.actions.service import ActionRunService
-    from virtuousai.actions.tables import ActionRun
+    from virtuousai.runtime.tables import ActionRun
     from virtuousai.store.engine import make_engine, make_sessionmaker
     from virtuousai.store.tenant import TenantContext
 

@@ -23,7 +23,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 from virtuousai.orgs.service import create_organization
 from virtuousai.store import migrate

@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from virtuousai.eventloop import LoopChoice
+# The event loop of every vai process (``virtuousai/eventloop.py``): auto (uvloop where it exists), uvloop, asyncio.
+LoopChoice = Literal["auto", "uvloop", "asyncio"]
 
 
 class Settings(BaseSettings):
@@ -90,6 +91,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How often unfinished automation runs are re-evaluated as a safety net."
     )
     cron_interval_s: float = Field(default=15.0, gt=0, description="How often the cron scheduler looks for due ticks.")
+    automation_max_fan_out: int = Field(
+        default=50_000,
+        ge=1,
+        description="Most ActionRuns one for_each step may start; more fails the run (fan-out-too-large).",
+    )
     kind_modules: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Extra modules to import for action kinds (plugins, tests); comma-separated in env."
     )

@@ -17,9 +17,10 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
+from virtuousai.config import LoopChoice, Settings
+
 T = TypeVar("T")
 LoopName = Literal["uvloop", "asyncio"]
-LoopChoice = Literal["auto", "uvloop", "asyncio"]  # also the type of ``Settings.event_loop`` (VAI_EVENT_LOOP)
 
 UVLOOP_AVAILABLE = sys.platform != "win32"  # uvloop is a dependency everywhere but Windows
 
@@ -44,8 +45,6 @@ def loop_factory(choice: LoopChoice = "auto") -> Callable[[], asyncio.AbstractEv
 def run(main: Coroutine[Any, Any, T], choice: LoopChoice | None = None) -> T:
     """``asyncio.run(main)`` on the loop ``choice`` names (default: ``VAI_EVENT_LOOP``, itself ``auto``)."""
     if choice is None:
-        from virtuousai.config import Settings
-
         choice = Settings().event_loop
     with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
         return runner.run(main)

@@ -22,6 +22,10 @@ PREFIXES = {
     "api_key": "key",
 }
 
+# Parent runs: the prefix of a child ActionRun's ``parent_run_id`` says which kind of run it belongs to.
+AUTOMATION_RUN_PREFIX = "arun"
+AGENT_RUN_PREFIX = "agrun"
+
 
 def _encode(value: int, length: int) -> str:
     chars = []
@@ -46,5 +50,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_encode(now_ms, 10)}{_encode(rand, 16)}"
 
 
-def has_prefix(value: str, prefix: str) -> bool:
-    return value.startswith(prefix + "_") and len(value) == len(prefix) + 27
+def has_prefix(value: str | None, prefix: str) -> bool:
+    return value is not None and value.startswith(prefix + "_") and len(value) == len(prefix) + 27
+
+
+def prefix_of(value: str) -> str:
+    """``arun`` of ``arun_01J…``."""
+    return value.partition("_")[0]

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from tests.conftest import OrgHandle
 from tests.runtime.conftest import FAST
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import OrgHandle
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}

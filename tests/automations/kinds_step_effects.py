@@ -23,9 +23,9 @@ import asyncpg
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtuousai.actions.context import ActionContext
-from virtuousai.actions.registry import RetryPolicy, action_kind
 from virtuousai.config import Settings
+from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.kinds import RetryPolicy, action_kind
 from virtuousai.store.drivers.postgres import asyncpg_dsn
 
 EFFECT_TABLES = """

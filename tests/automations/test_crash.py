@@ -23,10 +23,10 @@ import tests.automations.kinds_step_effects  # noqa: F401  (registers test_step_
 from tests.automations.conftest import Automations, steps_by_key
 from tests.automations.kinds_step_effects import create_effect_tables, read_step_effects
 from tests.runtime.worker_processes import WorkerProcess, worker_env
-from virtuousai.actions.tables import ActionRun
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.store.drivers.postgres import asyncpg_dsn
 
 LEASE_S = 2.0

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict
 
 from tests.automations.conftest import Automations, steps_by_key
 from tests.conftest import OrgHandle
-from virtuousai.actions.context import ActionContext
-from virtuousai.actions.registry import RetryPolicy, action_kind
-from virtuousai.automations.engine import AutomationEngine
+from virtuousai.actions.registry import default_registry
+from virtuousai.process import build_orchestrator
+from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.kinds import RetryPolicy, action_kind
 from virtuousai.store.engine import make_engine, make_sessionmaker
 
 # A kind of this test module: fails while its switch is on, so a retry can succeed once the test flips it.
@@ -271,7 +272,7 @@ async def test_events_stream_and_list(automations: Automations, client: httpx.As
     assert [r["id"] for r in listed["items"]] == [run["id"]]
 
 
-async def test_two_engines_evaluating_at_once_create_each_step_once(
+async def test_two_orchestrators_advancing_at_once_create_each_step_once(
     automations: Automations, app: FastAPI, settings: Any
 ) -> None:
     await automations.create(
@@ -280,9 +281,10 @@ async def test_two_engines_evaluating_at_once_create_each_step_once(
     run = await automations.start()
     others = [make_engine(settings.resolved_database_url) for _ in range(2)]
     try:
-        engines = [AutomationEngine(make_sessionmaker(e)) for e in others]
+        # Two processes' orchestrators advancing the same run at the same moments.
+        orchestrators = [build_orchestrator(make_sessionmaker(e), default_registry(), settings) for e in others]
         for _ in range(3):
-            await asyncio.gather(*(engine.advance(automations.org.org_id, run["id"]) for engine in engines))
+            await asyncio.gather(*(o.advance(automations.org.org_id, run["id"]) for o in orchestrators))
     finally:
         for e in others:
             await e.dispose()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virtuousai.automations.expressions import (
+from virtuousai.expressions.evaluation import (
     ExpressionError,
     evaluate_condition,
     evaluate_template,

@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from tests.automations.conftest import Automations
-from virtuousai.automations.engine import AutomationEngine
+from virtuousai.actions.registry import default_registry
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.automations.tables import AutomationRun
 from virtuousai.config import Settings
+from virtuousai.process import build_orchestrator
 from virtuousai.store.engine import make_engine, make_sessionmaker
 
 EVERY_5_MIN = "*/5 * * * *"
@@ -39,8 +40,7 @@ async def cron_runs(app: FastAPI) -> list[AutomationRun]:
 
 
 def scheduler_of(app: FastAPI, **config: Any) -> CronScheduler:
-    sessions = app.state.sessions
-    return CronScheduler(sessions, AutomationEngine(sessions), SchedulerConfig(**config))
+    return CronScheduler(app.state.sessions, app.state.orchestrator, SchedulerConfig(**config))
 
 
 async def test_each_tick_fires_exactly_once_with_two_schedulers(
@@ -51,7 +51,11 @@ async def test_each_tick_fires_exactly_once_with_two_schedulers(
     engines = [make_engine(settings.resolved_database_url) for _ in range(2)]
     try:
         schedulers = [
-            CronScheduler(make_sessionmaker(e), AutomationEngine(make_sessionmaker(e)), SchedulerConfig())
+            CronScheduler(
+                make_sessionmaker(e),
+                build_orchestrator(make_sessionmaker(e), default_registry(), settings),
+                SchedulerConfig(),
+            )
             for e in engines
         ]
         early = await asyncio.gather(*(s.run_once(first_tick - timedelta(seconds=1)) for s in schedulers))

@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from tests.automations.conftest import Automations, steps_by_key
-from virtuousai.actions.context import ActionContext
-from virtuousai.actions.registry import action_kind
+from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.kinds import action_kind
 
 TEMPLATES = "/api/v1/templates"
 TABLE_PARAMS = {

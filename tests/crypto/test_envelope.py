@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from virtuousai.crypto.envelope import DecryptionFailed, EnvelopeCipher, SealBinding, SealedSecrets
+from virtuousai.crypto.kek import KeyUnavailable
 from virtuousai.crypto.keyfile import InsecureKeyFile
-from virtuousai.crypto.providers import EnvKeyProvider, KeyUnavailable, LocalKeyFileProvider
+from virtuousai.crypto.providers import EnvKeyProvider, LocalKeyFileProvider
 
 CANARY = "canary-7f3a9c1e-do-not-leak"
 TENANT_A = SealBinding("connection", "org_A", "conn_1")

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from virtuousai.crypto.envelope import DecryptionFailed, EnvelopeCipher, SealBinding
+from virtuousai.crypto.kek import RotatableKeyProvider
 from virtuousai.crypto.keyfile import InsecureKeyFile
 from virtuousai.crypto.keyring import LocalKeyring
-from virtuousai.crypto.providers import LocalKeyFileProvider, RotatableKeyProvider
+from virtuousai.crypto.providers import LocalKeyFileProvider
 
 CANARY = "canary-keyring-31c5"
 BINDING = SealBinding("connection", "org_A", "conn_1")

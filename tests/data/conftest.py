@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from virtuousai.actions.context import ActionContext, ResolvedConnection
 from virtuousai.data.lake import PublishMode, PublishResult, TableRef, TenantLake
 from virtuousai.ids import new_id
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
 from virtuousai.store.tenant import TenantContext
 
 

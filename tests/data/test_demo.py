@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.data.conftest import make_context
-from virtuousai.actions.context import ActionContext, ResolvedConnection
 from virtuousai.actions.registry import default_registry
 from virtuousai.automations.spec import AutomationSpec
 from virtuousai.automations.validation import validate_spec
 from virtuousai.data.demo_data import add_orders, generate_shop_database
 from virtuousai.data.demo_etl import DEMO_ETL, demo_connections, shop_path, warehouse_path
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
 
 SMALL = {"customers": 300, "products": 60, "orders": 2_000}
 

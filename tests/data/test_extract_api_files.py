@@ -15,10 +15,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.data.conftest import make_context
-from virtuousai.actions.context import ActionContext, ResolvedConnection
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
 from virtuousai.data.kinds import DltExtractInput, DltExtractOutput, dlt_extract
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
 
 PAGE_SIZE = 10
 

@@ -21,11 +21,11 @@ import pytest
 
 from tests.conftest import IN_CI
 from tests.data.conftest import make_context
-from virtuousai.actions.context import ActionContext, ResolvedConnection
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
 from virtuousai.data.extract import ExtractFailed
 from virtuousai.data.kinds import DltExtractInput, DltExtractOutput, dlt_extract
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
 
 MYSQL_URL = os.environ.get("VAI_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 

@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import PG_URL
 from tests.data.conftest import make_context, snapshot
-from virtuousai.actions.context import ActionContext, Cancelled, ResolvedConnection
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
 from virtuousai.data.kinds import DltExtractInput, DltExtractOutput, dlt_extract
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import ActionContext, Cancelled, ResolvedConnection
 
 
 def _sqlite_source(path: Path, rows: range, *, extra_column: str | None = None) -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import PG_URL
 from tests.data.conftest import lake_of, make_context, publish_rows, snapshot
-from virtuousai.actions.context import ActionContext, ResolvedConnection
 from virtuousai.data.guard import SqlRejected, UnknownTable
 from virtuousai.data.kinds import LoadInput, LoadOutput, SqlTransformInput, SqlTransformOutput, load, sql_transform
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
 
 ORDERS = [
     {"id": 1, "day": "2024-01-01", "category": "books", "amount": 10.0, "status": "paid"},

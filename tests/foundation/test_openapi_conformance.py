@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import Templates
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 from virtuousai.orgs.service import create_organization
 from virtuousai.store.engine import make_engine, make_sessionmaker

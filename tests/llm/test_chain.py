@@ -12,10 +12,10 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.tools import ToolDefinition
 
 from tests.llm.fake_providers import INPUT_TOKENS, OUTPUT_TOKENS, FakeProviderServer
-from virtuousai.actions.context import ResolvedConnection
 from virtuousai.llm.aliases import ModelSelection, resolve
 from virtuousai.llm.chain import ModelChain, ModelChainError
 from virtuousai.llm.providers import LLMConfigError, build_chain
+from virtuousai.runtime.context import ResolvedConnection
 
 PROMPT = [ModelRequest.user_text_prompt("How many orders yesterday?")]
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "openai_compatible": "llama-local"}

@@ -10,10 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from tests.net.helpers import RecordedRequest, Reply, ServerFactory, wait_until
-from virtuousai.actions.context import ActionContext, Cancelled
 from virtuousai.actions.kinds.http import ALLOW_LOOPBACK_OPTION, HttpRequestInput, HttpRequestOutput
 from virtuousai.actions.registry import default_registry
 from virtuousai.net import BlockedDestination
+from virtuousai.runtime.context import ActionContext, Cancelled
 from virtuousai.store.tenant import TenantContext
 
 KIND = default_registry().get("http_request")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from tests.conftest import PG_URL, OrgHandle, Templates
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 from virtuousai.orgs.service import ApiKeyService, Principal, create_organization
 from virtuousai.orgs.tables import ApiKey, Organization, Role, User

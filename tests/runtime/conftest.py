@@ -15,13 +15,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from virtuousai.actions.registry import KindRegistry, load_registry
+from virtuousai.actions.registry import load_registry
 from virtuousai.actions.service import ActionRunService
-from virtuousai.actions.tables import ActionRun, ActionRunEvent
 from virtuousai.config import Settings
 from virtuousai.orgs.service import create_organization
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.queue import RunQueue
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun, ActionRunEvent
 from virtuousai.runtime.watchdog import LeaseWatchdog, WatchdogConfig
 from virtuousai.runtime.worker import Worker
 from virtuousai.store.drivers import RunQueueDriver, driver_for, hub_for

@@ -28,10 +28,10 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from virtuousai.actions.context import ActionContext
-from virtuousai.actions.registry import RetryPolicy, action_kind
 from virtuousai.config import Settings
 from virtuousai.net.errors import BlockedDestination
+from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.kinds import RetryPolicy, action_kind
 from virtuousai.store.drivers.postgres import asyncpg_dsn
 
 EFFECT_TABLES = """

@@ -7,8 +7,8 @@ import time
 
 from pydantic import BaseModel, Field
 
-from virtuousai.actions.context import ActionContext
-from virtuousai.actions.registry import RetryPolicy, action_kind
+from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.kinds import RetryPolicy, action_kind
 
 
 class StuckInput(BaseModel):

@@ -33,8 +33,8 @@ from tests.runtime.conftest import Harness, eventually
 from tests.runtime.kinds_effects import create_effect_tables, read_effects
 from tests.runtime.worker_processes import WorkerProcess, worker_env
 from virtuousai.actions.service import ActionRunService
-from virtuousai.actions.tables import ActionRun, ActionRunEvent
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun, ActionRunEvent
 from virtuousai.store.drivers.postgres import asyncpg_dsn
 
 RUNS = 1000

@@ -11,8 +11,8 @@ import pytest
 
 from tests.runtime.conftest import Harness, eventually
 from tests.runtime.worker_processes import STOPPED_LINE, WorkerProcess, worker_env
-from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 
 DRAIN_TIMEOUT_S = 1.5
 SHORT_S = 0.6  # finishes well inside the drain timeout

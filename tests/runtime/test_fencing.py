@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.runtime.conftest import Harness, eventually
-from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.runtime.transition import LeaseLost, RunHandle, append_event, transition
 from virtuousai.store.engine import transaction
 from virtuousai.timeutil import utcnow

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.runtime.conftest import Harness
-from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.recorder import OutcomeRecorder
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.runtime.transition import Finish, finish_runs
 from virtuousai.store.drivers import ClaimedRun, Wakeup, hub_for
 from virtuousai.store.engine import transaction
@@ -75,7 +75,7 @@ async def test_outcomes_that_arrive_together_share_one_transaction(harness: Harn
     assert len({row.finished_at for row in rows}) == 1
 
 
-async def test_every_outcome_publishes_its_wake_up_with_whose_run_it_is(harness: Harness) -> None:
+async def test_every_outcome_publishes_its_wake_up_with_its_parent_to_this_process_at_commit(harness: Harness) -> None:
     [run] = await claim(harness, 1)
     hub = hub_for(harness.engine.url)
     heard: asyncio.Queue[Wakeup] = asyncio.Queue()
@@ -90,12 +90,7 @@ async def test_every_outcome_publishes_its_wake_up_with_whose_run_it_is(harness:
     finally:
         listener.cancel()
         unsubscribe()
-    assert (wakeup.run_id, wakeup.tenant_id, wakeup.origin, wakeup.automation_run_id) == (
-        run.id,
-        run.tenant_id,
-        "api",
-        "",
-    )
+    assert (wakeup.run_id, wakeup.tenant_id, wakeup.parent_run_id, wakeup.local) == (run.id, run.tenant_id, "", True)
 
 
 async def _next(heard: asyncio.Queue[Wakeup], topic: str) -> Wakeup:
@@ -131,14 +126,16 @@ async def test_a_failing_group_falls_back_to_one_write_per_outcome(harness: Harn
         Wakeup("enqueued"),
         Wakeup("enqueued", "run_01"),
         Wakeup("cancel", "run_01"),
-        Wakeup("finished", "run_01", tenant_id="org_01", origin="api"),
-        Wakeup("finished", "run_01", tenant_id="org_01", origin="automation", automation_run_id="arun_01"),
+        Wakeup("finished", "run_01", tenant_id="org_01"),
+        Wakeup("finished", "run_01", tenant_id="org_01", parent_run_id="arun_01"),
+        Wakeup("finished", "run_01", tenant_id="org_01", parent_run_id="arun_01", publisher="p12x0a0b0c"),
     ],
 )
 def test_a_wake_up_survives_its_notify_payload(wakeup: Wakeup) -> None:
     assert Wakeup.decode(wakeup.encode()) == wakeup
 
 
-def test_a_wake_up_from_an_older_publisher_decodes_with_an_unknown_origin() -> None:
-    assert Wakeup.decode("finished:run_01") == Wakeup("finished", "run_01", origin="")
+def test_a_short_or_unknown_payload_decodes_to_what_it_says() -> None:
+    assert Wakeup.decode("finished:run_01") == Wakeup("finished", "run_01", publisher="")
+    assert not Wakeup.decode("finished:run_01").local  # type: ignore[union-attr]
     assert Wakeup.decode("something-else:run_01") is None

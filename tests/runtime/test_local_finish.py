@@ -1,6 +1,5 @@
-"""A worker whose process acts on its own completions (``Worker.publish_finishes_as``) delivers each ``finished``
-wake-up to its process at commit, naming the process, and exactly once: on PostgreSQL the ``NOTIFY`` echo that comes
-back through the listener is dropped."""
+"""Each ``finished`` wake-up reaches the process that recorded the finish at its commit, naming that process, and
+exactly once: on PostgreSQL the ``NOTIFY`` echo that comes back through the listener is dropped."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ async def test_a_finish_is_heard_once_in_its_process_with_its_publisher(harness:
     unsubscribe = hub.subscribe(heard.append)
     listener: asyncio.Task[None] | None = None
     try:
-        worker = harness.start_worker()
-        worker.publish_finishes_as(PROCESS_ID)
+        harness.start_worker()
         # No listener yet: on PostgreSQL only the recorder's own delivery can make this process hear the finish.
         first = await harness.create("echo", {"n": 1})
         await harness.wait_for(first, {RunStatus.COMPLETED})
@@ -33,7 +31,7 @@ async def test_a_finish_is_heard_once_in_its_process_with_its_publisher(harness:
         assert (finished.publisher, finished.tenant_id) == (PROCESS_ID, harness.tenant.tenant_id)
 
         listener = asyncio.create_task(harness.driver.listen(hub))
-        if harness.driver.local_echo:
+        if harness.driver.dialect == "postgresql":
 
             async def listening() -> bool:
                 return any(w.topic == "enqueued" and not w.run_id for w in heard)  # the listener's first wake-up

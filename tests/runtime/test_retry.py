@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from virtuousai.actions.registry import RetryPolicy
+from virtuousai.runtime.kinds import RetryPolicy
 from virtuousai.runtime.retry import backoff_delay_s, decide_retry
 from virtuousai.timeutil import utcnow
 

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.runtime.conftest import Harness
-from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import ALLOWED, TERMINAL, IllegalTransition, RunStatus, check_transition
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.runtime.transition import LeaseLost, RunHandle, transition
 from virtuousai.store.engine import transaction
 

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.runtime.conftest import Harness, eventually
-from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.store.drivers import ClaimedRun, hub_for
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from tests.conftest import OrgHandle
-from virtuousai.actions.tables import ActionRun
+from virtuousai.runtime.tables import ActionRun
 
 API = "/api/v1/templates"
 

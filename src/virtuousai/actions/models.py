@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from virtuousai.actions.tables import RunOrigin
+from virtuousai.ids import AGENT_RUN_PREFIX, AUTOMATION_RUN_PREFIX, has_prefix
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import RunOrigin
 
 
 class ActionRunCreate(BaseModel):
@@ -46,9 +47,10 @@ class ActionRunPublic(BaseModel):
     max_attempts: int
     attempt: int
     origin: RunOrigin
-    automation_run_id: str | None
+    parent_run_id: str | None = Field(
+        description="The automation run (`arun_…`) or agent run (`agrun_…`) this run is a step or tool call of."
+    )
     step_key: str | None
-    agent_run_id: str | None
     turn_id: str | None
     message_id: str | None
     trigger_id: str | None
@@ -65,6 +67,18 @@ class ActionRunPublic(BaseModel):
     approved_at: datetime | None
     rejected_by: str | None
     rejected_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def automation_run_id(self) -> str | None:
+        """The automation run whose step this is (``parent_run_id`` when it is one)."""
+        return self.parent_run_id if has_prefix(self.parent_run_id, AUTOMATION_RUN_PREFIX) else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def agent_run_id(self) -> str | None:
+        """The agent run whose tool call this is (``parent_run_id`` when it is one)."""
+        return self.parent_run_id if has_prefix(self.parent_run_id, AGENT_RUN_PREFIX) else None
 
 
 class ApprovalDecision(BaseModel):

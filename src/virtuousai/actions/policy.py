@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.actions.models import ApprovalPolicyPublic, KindApprovalPublic
-from virtuousai.actions.registry import ActionKind, KindRegistry, UnknownKind
 from virtuousai.errors import NotFound
 from virtuousai.orgs.tables import Organization
+from virtuousai.runtime.creation import requires_approval
+from virtuousai.runtime.kinds import KindRegistry, UnknownKind
 from virtuousai.store.tenant import TenantContext
 
 POLICY_KEY = "action_approval"
@@ -25,10 +26,6 @@ def overrides_of(org_settings: Mapping[str, Any]) -> dict[str, bool]:
     if not isinstance(raw, dict):
         return {}
     return {slug: value for slug, value in raw.items() if isinstance(value, bool)}
-
-
-def requires_approval(kind: ActionKind, overrides: Mapping[str, bool]) -> bool:
-    return overrides.get(kind.slug, kind.risk == "write")
 
 
 class ApprovalPolicyService:

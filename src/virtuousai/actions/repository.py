@@ -7,8 +7,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from virtuousai.actions.tables import ActionRun, ActionRunEvent, RunOrigin
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun, ActionRunEvent, RunOrigin
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantRepository
 
@@ -34,18 +34,6 @@ class ActionRunRepository(TenantRepository[ActionRun]):
             sa.select(ActionRun.status).where(ActionRun.tenant_id == self.tenant_id, ActionRun.id == run_id)
         )
         return status
-
-    async def mark_cancel_requested(self, run_id: str, now: datetime) -> bool:
-        """Ask the worker running ``run_id`` to stop; False if the run is no longer RUNNING."""
-        stmt = (
-            sa.update(ActionRun)
-            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.id == run_id)
-            .where(ActionRun.status == RunStatus.RUNNING)
-            .values(cancel_requested_at=sa.func.coalesce(ActionRun.cancel_requested_at, now), updated_at=now)
-            .returning(ActionRun.id)
-            .execution_options(synchronize_session=False)
-        )
-        return (await self.session.execute(stmt)).first() is not None
 
     async def list(
         self,

@@ -23,13 +23,13 @@ from virtuousai.actions.models import (
     RetryPolicyPublic,
 )
 from virtuousai.actions.policy import ApprovalPolicyService
-from virtuousai.actions.registry import KindRegistry, load_registry
 from virtuousai.actions.service import ActionRunService
-from virtuousai.actions.tables import RunOrigin
 from virtuousai.api.deps import AdminDep, MemberDep, PageDep, PrincipalDep, SessionDep, SessionmakerDep, SettingsDep
 from virtuousai.api.schemas import Page
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import RunOrigin
 from virtuousai.store.tenant import TenantContext
 
 router = APIRouter(tags=["actions"])
@@ -41,11 +41,8 @@ WaitQuery = Annotated[
 
 
 def _registry(request: Request) -> KindRegistry:
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is not None:
-        registry: KindRegistry = runtime.registry
-        return registry
-    return load_registry(request.app.state.settings.kind_modules)
+    registry: KindRegistry = request.app.state.registry
+    return registry
 
 
 def _service(request: Request, session: SessionDep, tenant: TenantContext) -> ActionRunService:

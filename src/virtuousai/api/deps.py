@@ -20,6 +20,7 @@ from virtuousai.errors import Forbidden, ValidationFailed
 from virtuousai.orgs.service import Principal, authenticate, hash_key, presented_key
 from virtuousai.orgs.tables import Role
 from virtuousai.orgs.verified_keys import VerifiedKeys
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor, PageRequest, decode_cursor
 from virtuousai.store.tenant import TenantContext
 
@@ -34,7 +35,14 @@ async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]
     return sessions
 
 
+async def get_registry(request: Request) -> KindRegistry:
+    """The action kinds this process runs with (built once, by the process's composition)."""
+    registry: KindRegistry = request.app.state.registry
+    return registry
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[KindRegistry, Depends(get_registry)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 
 

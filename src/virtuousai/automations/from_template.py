@@ -3,7 +3,7 @@
 ``POST /api/v1/templates/{ref}/instantiate {params}`` on such a template:
 
 1. the templates service checks ``params`` against the template's schema (defaults applied) and renders the body:
-   expressions naming only ``params`` are evaluated now, the others are left to the engine, which runs with the
+   expressions naming only ``params`` are evaluated now, the others are left to the run, which runs with the
    same params (``templates/rendering.py``);
 2. the rendered body must be a valid automation spec: 422 at ``template.rendered.<path>``, nothing stored. A body
    without ``parameters`` of its own takes the template's schema, so the automation documents its params;
@@ -19,15 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.registry import KindRegistry, default_registry
+from virtuousai.actions.registry import default_registry
 from virtuousai.automations.runs import AutomationRunService
 from virtuousai.automations.service import AutomationService, AutomationWithVersion
 from virtuousai.automations.spec import AutomationSpec
 from virtuousai.automations.tables import AutomationRun
 from virtuousai.automations.validation import Loc, summary
 from virtuousai.errors import FieldError, ValidationFailed
+from virtuousai.orchestration.orchestrator import Orchestrator
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import TemplateInstantiate, TemplateSnapshot
 from virtuousai.templates.service import TemplateService
@@ -49,12 +51,12 @@ class AutomationTemplateService:
         self,
         session: AsyncSession,
         tenant: TenantContext,
-        sessions: async_sessionmaker[AsyncSession],
+        orchestrator: Orchestrator,
         registry: KindRegistry | None = None,
     ) -> None:
         self.session = session
         self.tenant = tenant
-        self.sessions = sessions
+        self.orchestrator = orchestrator
         self.registry = registry or default_registry()
 
     async def instantiate(self, ref: str, request: TemplateInstantiate) -> TemplateRun:
@@ -71,7 +73,7 @@ class AutomationTemplateService:
         applied = await AutomationService(self.session, self.tenant, self.registry).apply(
             spec, loc=RENDERED_LOC, template_id=snapshot.template_id
         )
-        run = await AutomationRunService(self.session, self.tenant, self.sessions, self.registry).start_version(
+        run = await AutomationRunService(self.session, self.tenant, self.orchestrator).start_version(
             applied.result, snapshot.params, trigger="template", template_snapshot=snapshot.model_dump(mode="json")
         )
         return TemplateRun(snapshot, applied.result, applied.outcome, run)

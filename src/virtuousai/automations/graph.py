@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from virtuousai.automations.expressions import ExpressionError, parse_condition, parse_template, step_references
 from virtuousai.automations.spec import AutomationSpec, Step
+from virtuousai.expressions.evaluation import ExpressionError, parse_condition, parse_template, step_references
 
 
 class CycleError(ValueError):

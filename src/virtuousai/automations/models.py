@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtuousai.automations.engine import item_index
+from virtuousai.automations.plan import item_index
 from virtuousai.automations.runs import RunDetail
 from virtuousai.automations.service import AutomationWithVersion
 from virtuousai.automations.spec import AutomationSpec

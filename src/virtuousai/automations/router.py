@@ -1,5 +1,7 @@
-"""``/api/v1/automations``: CRUD with immutable versions, the spec's JSON schema, the DAG as Mermaid text; and
-``/api/v1/automation-runs``: start, read (per-step state), list, cancel, retry, events (SSE)."""
+"""``/api/v1/automations``: CRUD with immutable versions, the spec's JSON schema, the DAG as Mermaid text;
+``/api/v1/automation-runs``: start, read (per-step state), list, cancel, retry, events (SSE); and
+``POST /api/v1/templates/{ref}/instantiate``, which starts an automation run for a kind=automation template (and an
+ActionRun for a kind=action one), so the templates primitive needs to know nothing about automations."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, SessionDep, SessionmakerDep
+from virtuousai.actions.models import ActionRunPublic
+from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, RegistryDep, SessionDep, SessionmakerDep
 from virtuousai.api.schemas import Page
+from virtuousai.automations.from_template import AutomationTemplateService
 from virtuousai.automations.graph import mermaid
 from virtuousai.automations.models import (
     AutomationPublic,
     AutomationRunCreate,
     AutomationRunPublic,
+    AutomationTemplateInstantiation,
     AutomationVersionPublic,
 )
 from virtuousai.automations.runs import AutomationRunService
@@ -28,6 +33,9 @@ from virtuousai.automations.spec import AutomationSpec, spec_json_schema
 from virtuousai.automations.states import AutomationRunStatus
 from virtuousai.errors import ValidationFailed
 from virtuousai.store.tenant import TenantContext
+from virtuousai.templates.models import TemplateInstantiate, TemplateInstantiation
+from virtuousai.templates.service import TemplateService
+from virtuousai.templates.tables import TemplateKind
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 
@@ -114,9 +122,7 @@ runs_router = APIRouter(tags=["automations"])
 
 
 def _runs(request: Request, session: AsyncSession, tenant: TenantContext) -> AutomationRunService:
-    runtime = getattr(request.app.state, "runtime", None)
-    registry = runtime.registry if runtime is not None else None
-    return AutomationRunService(session, tenant, request.app.state.sessions, registry)
+    return AutomationRunService(session, tenant, request.app.state.orchestrator)
 
 
 @runs_router.post("/automations/{ref}/runs", response_model=AutomationRunPublic, status_code=status.HTTP_201_CREATED)
@@ -214,3 +220,48 @@ async def stream_run_events(
 
 
 STREAM_POLL_S = 0.25
+
+
+# -- instantiating templates (an action template's ActionRun, or an automation template's run) ---------------------
+
+templates_router = APIRouter(prefix="/templates", tags=["templates"])
+
+
+@templates_router.post(
+    "/{ref}/instantiate",
+    response_model=TemplateInstantiation | AutomationTemplateInstantiation,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": TemplateInstantiation, "description": "An earlier run with this idempotency key"}},
+)
+async def instantiate_template(
+    ref: str,
+    body: TemplateInstantiate,
+    request: Request,
+    response: Response,
+    principal: MemberDep,
+    session: SessionDep,
+    registry: RegistryDep,
+) -> TemplateInstantiation | AutomationTemplateInstantiation:
+    """Validate ``params``, render the body and start what the template describes, carrying the snapshot:
+    kind=action an ActionRun; kind=automation a run of the automation made (or reused) from the rendered spec."""
+    service = TemplateService(session, principal.tenant, registry)
+    if (await service.get_by_ref(ref)).kind is TemplateKind.automation:
+        orchestrator = request.app.state.orchestrator
+        started = await AutomationTemplateService(session, principal.tenant, orchestrator, registry).instantiate(
+            ref, body
+        )
+        detail = await AutomationRunService(session, principal.tenant, orchestrator).detail(started.run.id)
+        return AutomationTemplateInstantiation(
+            snapshot=started.snapshot,
+            automation=AutomationPublic.of(started.automation),
+            automation_outcome=started.automation_outcome,
+            automation_run=AutomationRunPublic.of(detail.run, detail),
+        )
+    result = await service.instantiate(ref, body)
+    if not result.created.created:
+        response.status_code = status.HTTP_200_OK
+    return TemplateInstantiation(
+        snapshot=result.snapshot,
+        run=ActionRunPublic.model_validate(result.created.run),
+        created=result.created.created,
+    )

@@ -1,7 +1,8 @@
 """Automation runs: start (manual, cron, retry), read with per-step state, list, cancel, retry, events.
 
 Starting a run validates its parameters against the automation's ``parameters`` schema (422 with field paths),
-pins the current version, creates one step row per step, commits, and gives the engine its first pass.
+pins the current version, creates one step row per step, commits, and has the process's orchestrator advance it.
+Cancelling records the request and advances the run, whose plan ends it (``plan.py``).
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.registry import KindRegistry
-from virtuousai.actions.tables import ActionRun
-from virtuousai.automations.engine import AutomationEngine
 from virtuousai.automations.graph import build_graph
-from virtuousai.automations.passes import RunEvents, append_run_event
-from virtuousai.automations.repository import AutomationRunRepository
+from virtuousai.automations.run_repository import AutomationRunRepository
 from virtuousai.automations.service import AutomationService, AutomationWithVersion
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationStepRun
 from virtuousai.automations.validation import raise_for_params
 from virtuousai.errors import Conflict, NotFound
-from virtuousai.ids import new_id
+from virtuousai.ids import AUTOMATION_RUN_PREFIX, new_id
+from virtuousai.orchestration.orchestrator import Orchestrator
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 from virtuousai.timeutil import utcnow
@@ -53,7 +53,7 @@ def stage_run(
     """Stage a PENDING run of ``found``'s version and its step rows (completed ones copied from ``reused``)."""
     now = utcnow()
     run = AutomationRun(
-        id=new_id("arun"),
+        id=new_id(AUTOMATION_RUN_PREFIX),
         tenant_id=found.automation.tenant_id,
         automation_id=found.automation.id,
         version_id=found.version.id,
@@ -67,13 +67,21 @@ def stage_run(
         created_by=created_by,
         created_at=now,
         updated_at=now,
-        last_event_seq=0,
+        last_event_seq=1,
         template_snapshot=template_snapshot,
     )
     session.add(run)
-    events: RunEvents = []
-    append_run_event(events, run, "run", {"from": None, "to": "PENDING", "trigger": trigger})
-    session.add_all(AutomationRunEvent(**event) for event in events)
+    session.add(
+        AutomationRunEvent(
+            id=new_id("aevt"),
+            tenant_id=run.tenant_id,
+            automation_run_id=run.id,
+            seq=1,
+            kind="run",
+            data={"from": None, "to": "PENDING", "trigger": trigger},
+            created_at=now,
+        )
+    )
     for position, key in enumerate(build_graph(found.spec).order):
         previous = (reused or {}).get(key)
         keep = previous is not None and previous.status is StepStatus.COMPLETED
@@ -97,16 +105,10 @@ def stage_run(
 
 
 class AutomationRunService:
-    def __init__(
-        self,
-        session: AsyncSession,
-        tenant: TenantContext,
-        sessions: async_sessionmaker[AsyncSession],
-        registry: KindRegistry | None = None,
-    ) -> None:
+    def __init__(self, session: AsyncSession, tenant: TenantContext, orchestrator: Orchestrator) -> None:
         self.session = session
         self.tenant = tenant
-        self.engine = AutomationEngine(sessions, registry)
+        self.orchestrator = orchestrator
         self.runs = AutomationRunRepository(session, tenant)
 
     async def start(self, ref: str, params: dict[str, Any]) -> AutomationRun:
@@ -121,7 +123,7 @@ class AutomationRunService:
         trigger: str,
         template_snapshot: dict[str, Any] | None = None,
     ) -> AutomationRun:
-        """Check ``params``, stage a run of ``found``'s version, commit, and give the engine its first pass."""
+        """Check ``params``, stage a run of ``found``'s version, commit, and advance it."""
         raise_for_params(found.spec.parameters, params)
         run = stage_run(
             self.session,
@@ -132,7 +134,7 @@ class AutomationRunService:
             template_snapshot=template_snapshot,
         )
         await self.session.commit()
-        await self.engine.advance(self.tenant.tenant_id, run.id)
+        await self.orchestrator.advance(self.tenant.tenant_id, run.id)
         return await self.get(run.id)
 
     async def get(self, run_id: str) -> AutomationRun:
@@ -154,9 +156,25 @@ class AutomationRunService:
         return await self.runs.list_runs(page, automation_id=automation_id, status=status)
 
     async def cancel(self, run_id: str) -> AutomationRun:
-        await self.session.commit()  # hold no transaction of ours while the engine takes the run's lock
-        await self.engine.cancel(self.tenant, run_id)
-        return await self.get(run_id)
+        """CANCELLED at once (the advance that follows the request ends it); open steps are CANCELLED and their
+        ActionRuns asked to stop. A run that finished otherwise: 409."""
+        run = await self.get(run_id)
+        if run.status is AutomationRunStatus.CANCELLED:
+            return run
+        if run.status.is_terminal:
+            raise Conflict(f"automation run {run_id} already finished ({run.status.value})")
+        await self.session.execute(
+            sa.update(AutomationRun)
+            .where(AutomationRun.tenant_id == self.tenant.tenant_id, AutomationRun.id == run_id)
+            .where(AutomationRun.cancel_requested_at.is_(None))
+            .values(cancel_requested_at=utcnow())
+        )
+        await self.session.commit()
+        await self.orchestrator.advance(self.tenant.tenant_id, run_id)
+        run = await self.get(run_id)
+        if run.status is not AutomationRunStatus.CANCELLED:
+            raise Conflict(f"automation run {run_id} finished ({run.status.value}) before it could be cancelled")
+        return run
 
     async def retry(self, run_id: str) -> AutomationRun:
         """A new run of the same version and parameters that reuses every COMPLETED step's output and runs the
@@ -183,7 +201,7 @@ class AutomationRunService:
             reused=steps,
         )
         await self.session.commit()
-        await self.engine.advance(self.tenant.tenant_id, run.id)
+        await self.orchestrator.advance(self.tenant.tenant_id, run.id)
         return await self.get(run.id)
 
     async def events_after(self, run_id: str, after_seq: int) -> Sequence[AutomationRunEvent]:

@@ -25,13 +25,14 @@ from croniter import croniter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from virtuousai.automations.engine import AutomationEngine
-from virtuousai.automations.repository import AutomationRunRepository, SchedulerLookup
+from virtuousai.automations.repository import SchedulerLookup
+from virtuousai.automations.run_repository import AutomationRunRepository
 from virtuousai.automations.runs import stage_run
 from virtuousai.automations.service import AutomationWithVersion
 from virtuousai.automations.spec import CronTrigger, cron_trigger_key
 from virtuousai.automations.tables import AutomationTriggerTick
 from virtuousai.ids import new_id
+from virtuousai.orchestration.orchestrator import Orchestrator
 from virtuousai.store.tenant import TenantContext
 from virtuousai.timeutil import utcnow
 
@@ -74,10 +75,10 @@ def due_ticks(trigger: CronTrigger, after: datetime, now: datetime, limit: int) 
 
 class CronScheduler:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], engine: AutomationEngine, config: SchedulerConfig
+        self, sessions: async_sessionmaker[AsyncSession], orchestrator: Orchestrator, config: SchedulerConfig
     ) -> None:
         self.sessions = sessions
-        self.engine = engine
+        self.orchestrator = orchestrator
         self.config = config
 
     async def run_once(self, now: datetime | None = None) -> SchedulerCounts:
@@ -156,7 +157,7 @@ class CronScheduler:
         setattr(counts, outcome, getattr(counts, outcome) + 1)
         if run_id is not None:
             log.info("automation %s: cron %s tick %s → run %s", found.automation.slug, key, tick, run_id)
-            await self.engine.advance(tenant.tenant_id, run_id)
+            await self.orchestrator.advance(tenant.tenant_id, run_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -12,15 +12,16 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.registry import KindRegistry, default_registry
-from virtuousai.automations.expressions import has_expression
+from virtuousai.actions.registry import default_registry
 from virtuousai.automations.repository import AutomationRepository, AutomationVersionRepository
 from virtuousai.automations.spec import AutomationSpec, Step
 from virtuousai.automations.tables import Automation, AutomationVersion
 from virtuousai.automations.validation import Loc, literal_params_errors, summary, validate_spec
 from virtuousai.connections.service import ConnectionService
 from virtuousai.errors import Conflict, FieldError, NotFound, VaiError, ValidationFailed
+from virtuousai.expressions.evaluation import has_expression
 from virtuousai.ids import has_prefix, new_id
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.service import TemplateService

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from virtuousai.automations.expressions import has_expression
+from virtuousai.expressions.evaluation import has_expression
 
 STEP_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"

@@ -105,6 +105,7 @@ class AutomationStepRun(TenantMixin, Base):
     position: Mapped[int] = mapped_column()  # topological order, for display
     status: Mapped[StepStatus] = mapped_column(sa.Enum(StepStatus, native_enum=False, length=16))
     item_count: Mapped[int | None] = mapped_column(default=None)  # for_each: how many items
+    launched: Mapped[int] = mapped_column(default=0, server_default="0")  # ActionRuns created: items 0 … launched-1
     output: Mapped[Any] = mapped_column(JSONDoc, default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     reason: Mapped[str | None] = mapped_column(sa.String(500), default=None)  # why SKIPPED / CANCELLED

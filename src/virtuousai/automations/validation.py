@@ -16,8 +16,12 @@ import jsonschema_rs
 from croniter import croniter
 from pydantic import BaseModel, ValidationError
 
-from virtuousai.actions.registry import KindRegistry
-from virtuousai.automations.expressions import (
+from virtuousai.automations.graph import CycleError, build_graph, expression_fields, string_leaves
+from virtuousai.automations.spec import AutomationSpec, CronTrigger, Step, cron_trigger_key
+from virtuousai.errors import FieldError, ValidationFailed
+from virtuousai.expressions.evaluation import (
+    GLOBAL_NAMES,
+    ITEM_NAMES,
     ExpressionError,
     Node,
     Template,
@@ -27,14 +31,10 @@ from virtuousai.automations.expressions import (
     root_names,
     step_references,
 )
-from virtuousai.automations.graph import CycleError, build_graph, expression_fields, string_leaves
-from virtuousai.automations.spec import AutomationSpec, CronTrigger, Step, cron_trigger_key
-from virtuousai.errors import FieldError, ValidationFailed
+from virtuousai.runtime.kinds import KindRegistry
 
 Loc = tuple[str | int, ...]
 # `item` and `index` exist only while one item of a for_each step is rendered.
-ITEM_NAMES = frozenset({"item", "index"})
-GLOBAL_NAMES = frozenset({"params", "steps", "run"})
 
 
 def validate_spec(spec: AutomationSpec, registry: KindRegistry, loc: Loc = ("body",)) -> list[FieldError]:

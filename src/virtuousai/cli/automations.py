@@ -100,7 +100,7 @@ def run_automation(
         ref = slug if slug.startswith(("aut_", "slug:")) else f"slug:{slug}"
         async with open_sessions(settings) as sessions:
             async with sessions() as session:
-                started = await AutomationRunService(session, tenant, sessions).start(ref, parse_params(param or []))
+                started = await _runs(session, tenant, sessions).start(ref, parse_params(param or []))
             typer.echo(f"started {started.id}")
             if not follow:
                 return "COMPLETED"
@@ -117,11 +117,22 @@ async def _follow(sessions: Any, tenant: TenantContext, run_id: str, timeout_s: 
     with Live(console=Console(), refresh_per_second=8) as live:
         while True:
             async with sessions() as session:
-                detail = await AutomationRunService(session, tenant, sessions).detail(run_id)
+                detail = await _runs(session, tenant, sessions).detail(run_id)
             live.update(_table(detail))
             if detail.run.status.is_terminal or loop.time() > deadline:
                 return detail.run.status.value
             await asyncio.sleep(0.25)
+
+
+def _runs(session: Any, tenant: TenantContext, sessions: Any) -> AutomationRunService:
+    """The runs service of this command, with an orchestrator of its own (the command is its own process)."""
+    from virtuousai.actions.registry import load_registry
+    from virtuousai.process import build_orchestrator
+
+    settings = Settings()
+    return AutomationRunService(
+        session, tenant, build_orchestrator(sessions, load_registry(settings.kind_modules), settings)
+    )
 
 
 def _table(detail: RunDetail) -> Table:
@@ -165,9 +176,7 @@ def list_runs(
             else (automation if automation.startswith(("aut_", "slug:")) else f"slug:{automation}")
         )
         async with open_sessions(Settings()) as sessions, sessions() as session:
-            page = await AutomationRunService(session, tenant, sessions).list(
-                PageRequest(limit=limit), automation_ref=ref
-            )
+            page = await _runs(session, tenant, sessions).list(PageRequest(limit=limit), automation_ref=ref)
         rows: list[dict[str, Any]] = [
             {
                 "id": r.id,

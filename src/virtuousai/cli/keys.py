@@ -17,8 +17,9 @@ from virtuousai.cli.common import echo_json, fail, open_sessions
 from virtuousai.config import Settings
 from virtuousai.connections.tables import SEALED_CONNECTIONS
 from virtuousai.crypto.envelope import EnvelopeCipher
+from virtuousai.crypto.kek import KeyProvider, KeyUnavailable, RotatableKeyProvider
 from virtuousai.crypto.keyfile import InsecureKeyFile
-from virtuousai.crypto.providers import KeyProvider, KeyUnavailable, RotatableKeyProvider, build_key_provider
+from virtuousai.crypto.providers import build_key_provider
 from virtuousai.crypto.rotation import SealedTable, count_by_version, retire_version, rewrap_all
 from virtuousai.errors import VaiError
 

@@ -8,7 +8,7 @@ import typer
 import uvicorn
 
 from virtuousai import eventloop
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.config import Settings
 from virtuousai.crypto.keyfile import InsecureKeyFile, ensure_key_file
 from virtuousai.logging import configure_logging

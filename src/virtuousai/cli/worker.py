@@ -9,10 +9,9 @@ from typing import Annotated
 import typer
 
 from virtuousai import eventloop
-from virtuousai.automations.background import AutomationServices
 from virtuousai.config import Settings
 from virtuousai.logging import configure_logging
-from virtuousai.runtime.supervisor import Runtime
+from virtuousai.process import ProcessServices
 from virtuousai.store.engine import make_engine, make_sessionmaker
 
 
@@ -34,20 +33,19 @@ async def _run(settings: Settings, concurrency: int | None) -> None:
     # died in use fails its statement; SQLAlchemy then discards the pool's connections, and the worker's loops retry
     # (claims after the poll interval, outcomes one by one, heartbeats at the next beat).
     engine = make_engine(settings.resolved_database_url)
-    runtime = Runtime(engine, make_sessionmaker(engine), settings, workers=1, concurrency=concurrency)
+    # The worker, the orchestrator of parent runs, the sweep and cron (``process.py``).
+    services = ProcessServices(engine, make_sessionmaker(engine), settings, workers=1, concurrency=concurrency)
+    runtime = services.runtime
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.request_stop)
-    automation_services = AutomationServices(runtime)  # automation engine hook, sweep and cron, next to the worker
+        loop.add_signal_handler(sig, services.request_stop)
     try:
-        await runtime.start()
-        await automation_services.start()
+        await services.start()
         names = ", ".join(w.name for w in runtime.workers)
         # Tests and supervisors wait for this line before they count on the worker.
         typer.echo(f"worker ready: {names} (concurrency {runtime.workers[0].concurrency})")
         await runtime.wait_stopped()
     finally:
-        await automation_services.stop()
-        await runtime.stop()
+        await services.stop()
         await engine.dispose()
     typer.echo("worker stopped")

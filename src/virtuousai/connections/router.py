@@ -21,7 +21,8 @@ from virtuousai.connections.models import (
 )
 from virtuousai.connections.providers import PROVIDERS
 from virtuousai.connections.service import ConnectionService
-from virtuousai.crypto.providers import KeyProvider, build_key_provider
+from virtuousai.crypto.kek import KeyProvider
+from virtuousai.crypto.providers import build_key_provider
 from virtuousai.net import DestinationPolicy
 
 router = APIRouter(prefix="/connections", tags=["connections"])

@@ -15,7 +15,6 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.context import ResolvedConnection
 from virtuousai.connections.models import ConnectionCreate, ConnectionTestResult, ConnectionUpdate
 from virtuousai.connections.providers import (
     ProviderSpec,
@@ -28,10 +27,11 @@ from virtuousai.connections.repository import ConnectionRepository
 from virtuousai.connections.tables import Connection
 from virtuousai.connections.testing import check_connectivity
 from virtuousai.crypto.envelope import DecryptionFailed, EnvelopeCipher, SealBinding
-from virtuousai.crypto.providers import KeyProvider, KeyUnavailable
+from virtuousai.crypto.kek import KeyProvider, KeyUnavailable
 from virtuousai.errors import Conflict, FieldError, NotFound, VaiError, ValidationFailed
 from virtuousai.ids import new_id
 from virtuousai.net import DestinationPolicy
+from virtuousai.runtime.context import ResolvedConnection
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 

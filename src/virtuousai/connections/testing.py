@@ -17,9 +17,9 @@ from urllib.parse import quote
 
 import httpx
 
-from virtuousai.actions.context import ResolvedConnection
 from virtuousai.connections.models import ConnectionTestResult
 from virtuousai.net import DestinationPolicy, safe_request
+from virtuousai.runtime.context import ResolvedConnection
 
 PROBE_TIMEOUT_S = 10.0
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from virtuousai.crypto.providers import NONCE_BYTES, KeyProvider, KeyUnavailable, UnwrapFailed
+from virtuousai.crypto.kek import NONCE_BYTES, KeyProvider, KeyUnavailable, UnwrapFailed
 
 FORMAT_VERSION = 1
 DATA_KEY_BYTES = 32

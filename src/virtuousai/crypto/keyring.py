@@ -22,8 +22,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from virtuousai.crypto.kek import KeyUnavailable, KeyVersionInfo, aes_unwrap, aes_wrap
 from virtuousai.crypto.keyfile import create_key_file, read_key_file
-from virtuousai.crypto.providers import KeyUnavailable, KeyVersionInfo, aes_unwrap, aes_wrap
 from virtuousai.timeutil import utcnow
 
 _KEY_FILE = re.compile(r"^v([1-9][0-9]{0,8})\.key$")

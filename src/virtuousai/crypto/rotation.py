@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.crypto.envelope import DecryptionFailed, EnvelopeCipher, SealBinding, SealedSecrets
-from virtuousai.crypto.providers import KeyVersionInfo, RotatableKeyProvider
+from virtuousai.crypto.kek import KeyVersionInfo, RotatableKeyProvider
 from virtuousai.errors import Conflict
 
 

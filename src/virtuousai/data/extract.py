@@ -30,9 +30,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from virtuousai.actions.context import CancellationToken, Cancelled
 from virtuousai.data.lake import ColumnInfo, PublishResult, TableRef, TenantLake, describe_parquet, sql_string
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import CancellationToken, Cancelled
 
 WriteDisposition = Literal["append", "replace", "merge"]
 SchemaContract = Literal["evolve", "freeze"]

@@ -13,14 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtuousai.actions.context import ActionContext, ResolvedConnection
-from virtuousai.actions.registry import RetryPolicy, action_kind
 from virtuousai.config import get_settings
 from virtuousai.data import sources
 from virtuousai.data.extract import ExtractJob, ExtractResult, run_extract
 from virtuousai.data.lake import check_name
 from virtuousai.data.transform import LoadJob, TransformJob, run_load, run_transform
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
+from virtuousai.runtime.kinds import RetryPolicy, action_kind
 
 
 class _Strict(BaseModel):

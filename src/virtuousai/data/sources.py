@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtuousai.actions.context import ResolvedConnection
 from virtuousai.data.extract import ExtractFailed, redact
 from virtuousai.data.lake import check_name
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import ResolvedConnection
 
 SQL_PROVIDERS = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "sqlite": "sqlite"}
 HTTP_PROVIDERS = {"rest_api", "http_api"}

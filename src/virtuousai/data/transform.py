@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from virtuousai.actions.context import CancellationToken, ResolvedConnection
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
 from virtuousai.data.extract import ExtractFailed, ProgressCallback, configure_dlt, redact
 from virtuousai.data.guard import guard_sql
 from virtuousai.data.lake import PublishResult, TableRef, TenantLake
 from virtuousai.data.sources import sql_engine
 from virtuousai.errors import ValidationFailed
+from virtuousai.runtime.context import CancellationToken, ResolvedConnection
 
 
 @dataclass

@@ -7,14 +7,14 @@ from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.context import ResolvedConnection
 from virtuousai.connections.repository import ConnectionRepository
 from virtuousai.connections.service import resolve_connection
 from virtuousai.connections.tables import Connection
-from virtuousai.crypto.providers import KeyProvider
+from virtuousai.crypto.kek import KeyProvider
 from virtuousai.llm.aliases import ModelAliasService, resolve
 from virtuousai.llm.chain import DEFAULT_ATTEMPT_TIMEOUT_S, ModelChain
 from virtuousai.llm.providers import LLM_PROVIDERS, build_chain
+from virtuousai.runtime.context import ResolvedConnection
 from virtuousai.store.tenant import TenantContext
 
 

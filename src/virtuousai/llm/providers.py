@@ -35,10 +35,10 @@ from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
-from virtuousai.actions.context import ResolvedConnection
 from virtuousai.llm.aliases import ModelSelection
 from virtuousai.llm.chain import DEFAULT_ATTEMPT_TIMEOUT_S, ChainMember, ModelChain
 from virtuousai.llm.prices import ModelPrice, connection_prices, pricing_for
+from virtuousai.runtime.context import ResolvedConnection
 
 LLM_PROVIDERS = ("openai", "anthropic", "openai_compatible")
 DEFAULT_ORDER = 100

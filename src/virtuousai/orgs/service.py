@@ -198,6 +198,6 @@ class ApiKeyService:
             # Processes that verified this key a moment ago forget it (orgs/verified_keys.py): this one as the
             # commit returns, the others when the wake-up reaches them.
             access = Wakeup("access", tenant_id=key.tenant_id)
-            await driver_for_session(self.session).publish(self.session, access, here_at_commit=True)
+            await driver_for_session(self.session).publish(self.session, access)
             await self.session.commit()
         return key

@@ -23,10 +23,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from virtuousai.actions.context import ActionContext, CancellationToken, Cancelled, ConnectionResolver
-from virtuousai.actions.registry import ActionKind, KindRegistry, RetryPolicy, UnknownKind
 from virtuousai.config import Settings
-from virtuousai.runtime.connections import ConnectionResolverFactory
+from virtuousai.runtime.context import (
+    ActionContext,
+    CancellationToken,
+    Cancelled,
+    ConnectionResolver,
+    ConnectionResolverFactory,
+    no_connections,
+)
+from virtuousai.runtime.kinds import ActionKind, KindRegistry, RetryPolicy, UnknownKind
 from virtuousai.runtime.recorder import OutcomeRecorder
 from virtuousai.runtime.retry import decide_retry
 from virtuousai.runtime.states import RunStatus
@@ -79,12 +85,13 @@ class RunExecutor:
         *,
         owner: str,
         driver: RunQueueDriver,
+        connections: ConnectionResolverFactory | None = None,
     ) -> None:
         self.sessions = sessions
         self.registry = registry
         self.settings = settings
         self.owner = owner
-        self.connections = ConnectionResolverFactory(sessions, settings)
+        self.connections = connections
         self.recorder = OutcomeRecorder(sessions, driver)
 
     async def execute(self, control: RunControl) -> Outcome:
@@ -231,7 +238,9 @@ class RunExecutor:
         return emit
 
     def _resolver(self, tenant_id: str) -> ConnectionResolver:
-        return self.connections.for_tenant(TenantContext(tenant_id=tenant_id))
+        if self.connections is None:
+            return no_connections
+        return self.connections(TenantContext(tenant_id=tenant_id))
 
 
 def _cancel_error(*, forced: bool) -> dict[str, str]:

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from virtuousai.actions.tables import ActionRun
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.runtime.transition import claim_events
 from virtuousai.store.drivers import ClaimedRun, RunQueueDriver
 from virtuousai.store.engine import transaction

@@ -11,33 +11,23 @@ If a batch's transaction fails (a database error, not a lost lease), its outcome
 bad row cannot take its neighbours down; an outcome that still fails raises to its executor, and the run's lease
 runs out for the watchdog as before.
 
-With a ``publisher`` (``Worker.publish_finishes_as``), the ``finished`` wake-ups of the batch name this process and
-are delivered to its own hub as soon as the batch commits — on PostgreSQL without waiting for the ``NOTIFY`` to come
-back through the listener, which then drops that echo.
-
-An automation step's outcome may take another way: with ``fused`` set (the automation engine of this process), it
-is first offered to ``AutomationEngine.fuse``, which records it in the same transaction as the pass it triggers
-when it can, and otherwise leaves it to the group commit.
+Each recorded outcome publishes its wake-up at the batch's commit (``finished`` for a terminal run, with its parent:
+the parent's orchestrator in this process hears it then; ``enqueued`` for a retry).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.runtime.transition import Finish, finish_runs
-from virtuousai.store.drivers import RunQueueDriver, Wakeup, WakeupHub
+from virtuousai.store.drivers import RunQueueDriver
 from virtuousai.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-
-# ``(finish, publisher)`` → None at once if it does not apply, else what records the outcome (→ recorded; None
-# when it stepped aside after all). See ``OutcomeRecorder.fused``.
-FusedRecorder = Callable[[Finish, str], Awaitable[bool | None] | None]
 
 
 @dataclass
@@ -57,21 +47,9 @@ class OutcomeRecorder:
         self.max_batch = max_batch
         self._pending: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
-        self.publisher = ""  # set by ``Worker.publish_finishes_as``
-        self.local_hub: WakeupHub | None = None
-        # Set by the automation engine of this process (``background.py``): records an automation step's outcome
-        # together with the pass it triggers, or returns None to leave it to the group commit.
-        self.fused: FusedRecorder | None = None
 
     async def record(self, finish: Finish) -> bool:
         """Record one outcome (fenced by its token); False when the lease was lost and nothing changed."""
-        fusing = self.fused(finish, self.publisher) if self.fused and finish.run.automation_run_id else None
-        if fusing is not None:
-            fused = await asyncio.shield(fusing)  # as below: once begun, it runs to its end
-            if fused is not None:
-                if fused:
-                    self._publish_locally([finish])
-                return fused
         recorded: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(finish, recorded))
         if self._writer is None or self._writer.done():
@@ -97,30 +75,10 @@ class OutcomeRecorder:
 
     async def _write(self, batch: list[_Pending]) -> None:
         async with self.driver.batch_session(self.sessions) as session:
-            moved = await finish_runs(session, [p.finish for p in batch], now=utcnow(), publisher=self.publisher)
-        self._publish_locally([p.finish for p in batch if p.finish.run.id in moved])
+            moved = await finish_runs(session, [p.finish for p in batch], now=utcnow())
         for pending in batch:
             if not pending.recorded.done():
                 pending.recorded.set_result(pending.finish.run.id in moved)
-
-    def _publish_locally(self, committed: list[Finish]) -> None:
-        """Hooks and waiters of this process hear of the committed finishes now, not a ``NOTIFY`` round trip
-        later (the listener drops the echo; on SQLite the driver publishes at commit itself)."""
-        if not (self.publisher and self.local_hub is not None and self.driver.local_echo):
-            return
-        for finish in committed:
-            run = finish.run
-            if finish.to.is_terminal:
-                self.local_hub.publish(
-                    Wakeup(
-                        "finished",
-                        run.id,
-                        tenant_id=run.tenant_id,
-                        origin=run.origin,
-                        automation_run_id=run.automation_run_id or "",
-                        publisher=self.publisher,
-                    )
-                )
 
 
 def _settle_error(pending: _Pending, exc: BaseException) -> None:

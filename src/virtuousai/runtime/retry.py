@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from virtuousai.actions.registry import RetryPolicy
+from virtuousai.runtime.kinds import RetryPolicy
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,19 @@
-"""The ActionRun state machine, as data. ``runtime/transition.py`` is the one function that applies it.
+"""The ActionRun state machine, as data (``runtime/machine.py``). ``runtime/transition.py`` applies it.
 
     AWAITING_APPROVAL ──approve──▶ PENDING ──claim──▶ RUNNING ──▶ COMPLETED | FAILED | CANCELLED
             │                        ▲  │                │
             └──reject──▶ CANCELLED   │  └─cancel──▶ CANCELLED
                                      └── retry / lease expired / released on shutdown
 
-Terminal states map to an empty set: nothing ever moves a run out of them.
-
-A run is created in one of ``CREATION_STATES``: AWAITING_APPROVAL (its kind needs an approval), PENDING (the usual
-case), or RUNNING — only by a creator handing the run straight to a worker of its own process, already leased to
-that worker (token 1, attempt 1, a RUNNING first event; ``runtime/handoff.py``). Such a run never needs an approval
-and counts against its organization's concurrency like a claimed one; from its creation on it moves like a claimed
-run.
+Terminal states map to an empty set: nothing ever moves a run out of them. A run is created AWAITING_APPROVAL (its
+kind needs an approval) or PENDING (``runtime/creation.py``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+
+from virtuousai.runtime.machine import IllegalTransition, StateMachine
 
 
 class RunStatus(enum.StrEnum):
@@ -35,40 +31,29 @@ class RunStatus(enum.StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return not ALLOWED[self]
+        return ACTION_RUN.is_terminal(self)
 
 
-ALLOWED: Mapping[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.AWAITING_APPROVAL: frozenset({RunStatus.PENDING, RunStatus.CANCELLED}),
-    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
-    RunStatus.RUNNING: frozenset(
-        {RunStatus.PENDING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED},
-    ),
-    RunStatus.COMPLETED: frozenset(),
-    RunStatus.FAILED: frozenset(),
-    RunStatus.CANCELLED: frozenset(),
-}
-
-TERMINAL: frozenset[RunStatus] = frozenset(status for status, targets in ALLOWED.items() if not targets)
-
-
-CREATION_STATES: frozenset[RunStatus] = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.PENDING, RunStatus.RUNNING})
-
-
-class IllegalTransition(Exception):
-    """A move the table does not allow (a programming error, or a request on a run in the wrong state)."""
-
-    def __init__(self, current: RunStatus, target: RunStatus) -> None:
-        super().__init__(f"illegal transition {current.value} → {target.value}")
-        self.current = current
-        self.target = target
+ACTION_RUN: StateMachine[RunStatus] = StateMachine(
+    "action run",
+    {
+        RunStatus.AWAITING_APPROVAL: frozenset({RunStatus.PENDING, RunStatus.CANCELLED}),
+        RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
+        RunStatus.RUNNING: frozenset({RunStatus.PENDING, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}),
+        RunStatus.COMPLETED: frozenset(),
+        RunStatus.FAILED: frozenset(),
+        RunStatus.CANCELLED: frozenset(),
+    },
+)
+ALLOWED = ACTION_RUN.allowed
+TERMINAL = ACTION_RUN.terminal
+# Not terminal: a worker, an approver or the queue still has to move it.
+ACTIVE: frozenset[RunStatus] = frozenset(RunStatus) - TERMINAL
+CREATION_STATES: frozenset[RunStatus] = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.PENDING})
 
 
 def check_transition(current: RunStatus, target: RunStatus) -> None:
-    if target not in ALLOWED[current]:
-        raise IllegalTransition(current, target)
+    ACTION_RUN.check(current, target)
 
 
-def check_creation(status: RunStatus) -> None:
-    if status not in CREATION_STATES:
-        raise ValueError(f"a run cannot be created {status.value}")
+__all__ = ["ACTION_RUN", "ACTIVE", "ALLOWED", "CREATION_STATES", "TERMINAL", "IllegalTransition", "RunStatus"]

@@ -14,23 +14,22 @@ before the SQL runs; the SQL carries only the guards.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.tables import ActionRun, ActionRunEvent
 from virtuousai.ids import new_id
+from virtuousai.runtime.machine import Stale, guarded_update
 from virtuousai.runtime.states import TERMINAL, RunStatus, check_transition
+from virtuousai.runtime.tables import STATUS_EVENT, ActionRun, ActionRunEvent
 from virtuousai.store.drivers import ClaimedRun, ClaimEvents, RunFinish, Wakeup, driver_for_session
 from virtuousai.timeutil import utcnow
 
-STATUS_EVENT = "status"
 
-
-class LeaseLost(Exception):
+class LeaseLost(Stale):
     """The guarded write changed nothing: the run moved on without us. Stop working on it; write nothing more."""
 
 
@@ -80,23 +79,24 @@ async def transition(
     if to in TERMINAL:
         changes["finished_at"] = now
     changes |= dict(values or {})
-    stmt = (
-        sa.update(ActionRun)
-        .where(ActionRun.id == run.id, ActionRun.tenant_id == run.tenant_id, ActionRun.status == run.status, *where)
-        .values(changes)
-        .returning(ActionRun.last_event_seq, ActionRun.origin, ActionRun.automation_run_id)
-        .execution_options(synchronize_session=False)
-    )
+    guards: dict[str, Any] = {"status": run.status}
     if token is not None:
-        stmt = stmt.where(ActionRun.lease_token == token)
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        raise LeaseLost(f"run {run.id} is no longer {run.status.value}" + (f" under token {token}" if token else ""))
-    seq, origin, automation_run_id = row
+        guards["lease_token"] = token
+    row = await guarded_update(
+        session,
+        ActionRun,
+        key={"id": run.id, "tenant_id": run.tenant_id},
+        guards=guards,
+        values=changes,
+        where=where,
+        returning=(ActionRun.last_event_seq, ActionRun.parent_run_id),
+        stale=LeaseLost,
+    )
+    seq, parent_run_id = int(row[0]), row[1]
     data = {"from": run.status.value, "to": to.value, **(event or {})}
     session.add(_event(run.tenant_id, run.id, seq, STATUS_EVENT, data, now))
     await session.flush()
-    wakeup = wakeup_after(to, run.id, run.tenant_id, str(origin), automation_run_id)
+    wakeup = wakeup_after(to, run.id, run.tenant_id, parent_run_id)
     if wakeup is not None:
         await driver_for_session(session).publish(session, wakeup)
     return int(seq)
@@ -115,20 +115,16 @@ class Finish:
     give_back_attempt: bool = False  # released on shutdown: not the run's fault
 
 
-async def finish_runs(
-    session: AsyncSession, finishes: Sequence[Finish], *, now: datetime, publisher: str = ""
-) -> set[str]:
+async def finish_runs(session: AsyncSession, finishes: Sequence[Finish], *, now: datetime) -> set[str]:
     """Record several workers' outcomes in the caller's transaction (group commit): each run moves only if its own
-    token still holds, with its status event and wake-up (a ``finished`` one names ``publisher``). Returns the ids
-    that moved; any other run failed its guard (its lease was lost) and changed nothing."""
+    token still holds, with its status event and wake-up. Returns the ids that moved; any other run failed its
+    guard (its lease was lost) and changed nothing."""
     rows: list[RunFinish] = []
     for f in finishes:
         check_transition(RunStatus.RUNNING, f.to)
-        wakeup = wakeup_after(f.to, f.run.id, f.run.tenant_id, f.run.origin, f.run.automation_run_id)
+        wakeup = wakeup_after(f.to, f.run.id, f.run.tenant_id, f.run.parent_run_id)
         if wakeup is None:  # every move out of RUNNING wakes someone; the table would have to change first
             raise ValueError(f"no wake-up for RUNNING → {f.to.value}")
-        if wakeup.topic == "finished" and publisher:
-            wakeup = replace(wakeup, publisher=publisher)
         rows.append(
             RunFinish(
                 run_id=f.run.id,
@@ -157,15 +153,13 @@ def claim_events(owner: str, limit: int) -> ClaimEvents:
     return ClaimEvents(event_ids=[new_id("evt") for _ in range(limit)], data=data)
 
 
-def wakeup_after(
-    to: RunStatus, run_id: str, tenant_id: str, origin: str, automation_run_id: str | None
-) -> Wakeup | None:
-    """The wake-up a move publishes: PENDING — workers, there is work; terminal — waiters and hooks, with whose run
-    it is so other processes can ignore it without a query."""
+def wakeup_after(to: RunStatus, run_id: str, tenant_id: str, parent_run_id: str | None) -> Wakeup | None:
+    """The wake-up a move publishes: PENDING — workers, there is work; terminal — waiters, and the orchestrator of
+    the run's parent (``Wakeup.parent_run_id``), which is all the runtime knows of parents."""
     if to is RunStatus.PENDING:
         return Wakeup("enqueued", run_id)
     if to in TERMINAL:
-        return Wakeup("finished", run_id, tenant_id=tenant_id, origin=origin, automation_run_id=automation_run_id or "")
+        return Wakeup("finished", run_id, tenant_id, parent_run_id or "")
     return None
 
 

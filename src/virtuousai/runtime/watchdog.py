@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from virtuousai.actions.registry import KindRegistry, RetryPolicy, UnknownKind
-from virtuousai.actions.tables import ActionRun
+from virtuousai.runtime.kinds import KindRegistry, RetryPolicy, UnknownKind
 from virtuousai.runtime.queue import ExpiredLease, RunQueue
 from virtuousai.runtime.retry import decide_retry
 from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun
 from virtuousai.runtime.transition import LeaseLost, transition
 from virtuousai.store.drivers import RunQueueDriver
 from virtuousai.store.engine import transaction

@@ -8,9 +8,6 @@
 - ``abort poller`` looks for cancel requests every poll interval, and at once on a ``cancel`` wake-up, so
   cancellation does not wait for the next heartbeat.
 
-A run created by this process already RUNNING under this worker's lease (``runtime/handoff.py``) joins through
-``reserve_slot`` then ``adopt``: no claim, and from then on handled exactly like a claimed run.
-
 A freed slot starts a claim at once only while runs may be waiting (the last claim filled every slot it asked
 for, or an ``enqueued`` wake-up came since); after a claim that found the queue short, new work announces itself
 with a wake-up, and the poll interval catches the rest (a retry's backoff ending, an organization dropping below
@@ -30,10 +27,11 @@ import socket
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from virtuousai.actions.registry import KindRegistry
 from virtuousai.config import Settings
 from virtuousai.ids import new_id
+from virtuousai.runtime.context import ConnectionResolverFactory
 from virtuousai.runtime.executor import RunControl, RunExecutor
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.queue import RunQueue
 from virtuousai.store.drivers import ClaimedRun, RunQueueDriver, Wakeup, WakeupHub
 
@@ -55,6 +53,7 @@ class Worker:
         registry: KindRegistry,
         settings: Settings,
         concurrency: int,
+        connections: ConnectionResolverFactory | None = None,
         name: str | None = None,
     ) -> None:
         if concurrency < 1:
@@ -67,10 +66,11 @@ class Worker:
         # batch as large as the concurrency measured ~10 % slower on no-op work).
         self.claim_batch = max(1, min(settings.claim_batch_size, concurrency // 2))
         self.queue = RunQueue(sessions, driver)
-        self.executor = RunExecutor(sessions, registry, settings, owner=self.name, driver=driver)
+        self.executor = RunExecutor(
+            sessions, registry, settings, owner=self.name, driver=driver, connections=connections
+        )
         self.hub = hub
         self.in_flight: dict[str, RunControl] = {}
-        self._reserved = 0  # slots promised to runs being created for ``adopt`` (the claim leaves them free)
         # Whether runs may be waiting that a claim now would find: the last claim took all it asked for, or could
         # not ask (no free slot), or an ``enqueued`` wake-up came since it began. A freed slot starts a claim only
         # then; otherwise the queue was empty and a new run announces itself.
@@ -80,7 +80,6 @@ class Worker:
         self._wake = asyncio.Event()
         self._check_aborts = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._drained = False  # run() has returned: nothing here would supervise a new run task
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -106,7 +105,6 @@ class Worker:
                 await loop_task
             await self._drain()
         finally:
-            self._drained = True
             unsubscribe()
             for task in side_tasks:
                 task.cancel()
@@ -119,7 +117,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self.concurrency - len(self.in_flight) - self._reserved
+            free = self.concurrency - len(self.in_flight)
             claimed: list[ClaimedRun] = []
             self._backlog = True
             if free > 0:
@@ -140,39 +138,6 @@ class Worker:
                 continue  # a full batch: there may be more waiting
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval_s)
-
-    def publish_finishes_as(self, publisher: str) -> None:
-        """Name this process (``PROCESS_ID``) in the ``finished`` wake-ups of the runs this worker executes and
-        deliver them to this process at once: for a process whose hooks act on the runs it finishes itself."""
-        self.executor.recorder.publisher = publisher
-        self.executor.recorder.local_hub = self.hub
-
-    # -- hand-off ----------------------------------------------------------------------------------------------
-
-    def reserve_slot(self) -> bool:
-        """Hold a slot for a run about to be created RUNNING under this worker's lease; False if none is free (or
-        the worker is stopping). Each reservation ends with ``adopt`` or ``release_slot``."""
-        if self._stopping.is_set() or len(self.in_flight) + self._reserved >= self.concurrency:
-            return False
-        self._reserved += 1
-        return True
-
-    def release_slot(self) -> None:
-        """Give back a reservation that no run took (its creation rolled back, or was not needed)."""
-        self._reserved = max(0, self._reserved - 1)
-        self._slot_freed()
-
-    def adopt(self, run: ClaimedRun) -> None:
-        """Execute ``run``, committed RUNNING with ``lease_owner`` this worker and its ``lease_token``, in the slot
-        reserved for it: counted, heart-beaten, cancellable and fenced exactly like a claimed run. A worker that
-        began to stop still runs it (its drain finishes or releases it; if the process ends first, the lease runs
-        out and the watchdog re-queues it)."""
-        self._reserved = max(0, self._reserved - 1)
-        if self._drained:
-            # Too late to supervise it here: its lease runs out and the watchdog re-queues it, as for a crash.
-            log.info("worker %s: stopped; leaving adopted run %s to the watchdog", self.name, run.id)
-            return
-        self._dispatch(run)
 
     def _dispatch(self, run: ClaimedRun) -> None:
         control = RunControl(run)
@@ -250,8 +215,6 @@ class Worker:
         log.info("worker %s: draining %d run(s)", self.name, len(self._tasks))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.drain_timeout_s
-        # Re-read the task set each round: a run adopted while we drain (its slot was reserved before the stop)
-        # is drained like the others.
         while self._tasks and (remaining := deadline - loop.time()) > 0:
             await asyncio.wait(set(self._tasks), timeout=remaining)
         if self._tasks:

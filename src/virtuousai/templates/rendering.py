@@ -1,7 +1,7 @@
 """Parameters and rendering: validate ``params`` against a template's JSON schema, then render the body with them.
 
 A body's strings use the one expression language of the product, the automations' ``${{ expression }}``
-(``virtuousai.automations.expressions``: sandboxed, never ``eval``), with ``params`` in scope:
+(``virtuousai.expressions.evaluation``: sandboxed, never ``eval``), with ``params`` in scope:
 
 - a string that is exactly one expression keeps the value's JSON type (``"${{ params.n }}"`` with ``n = 3`` renders
   ``3``); expressions inside a longer string are interpolated as text; filters work (``| default('x')``, ``| upper``);
@@ -18,7 +18,8 @@ from typing import Any
 
 import jsonschema_rs
 
-from virtuousai.automations.expressions import (
+from virtuousai.errors import FieldError
+from virtuousai.expressions.evaluation import (
     Evaluator,
     ExpressionError,
     has_expression,
@@ -26,7 +27,6 @@ from virtuousai.automations.expressions import (
     parse_template,
     root_names,
 )
-from virtuousai.errors import FieldError
 
 Loc = list[str | int]
 TEMPLATE_NAMES = frozenset({"params"})  # what instantiation puts in scope

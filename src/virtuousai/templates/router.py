@@ -1,6 +1,7 @@
 """``/api/v1/templates``. ``{ref}`` is an id or ``slug:<slug>``.
 
-Reading needs viewer; creating, updating, deleting and instantiating need member.
+Reading needs viewer; creating, updating, deleting and instantiating need member. Instantiating
+(``POST /templates/{ref}/instantiate``) is mounted by the automations router, which starts either kind.
 """
 
 from __future__ import annotations
@@ -9,18 +10,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from virtuousai.actions.models import ActionRunPublic
-from virtuousai.actions.registry import KindRegistry, load_registry
-from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, SessionDep, SessionmakerDep
+from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, SessionDep
 from virtuousai.api.schemas import Page
-from virtuousai.automations.from_template import AutomationTemplateService
-from virtuousai.automations.models import AutomationPublic, AutomationRunPublic, AutomationTemplateInstantiation
-from virtuousai.automations.runs import AutomationRunService
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import (
     TemplateCreate,
-    TemplateInstantiate,
-    TemplateInstantiation,
     TemplatePublic,
     TemplateUpdate,
     TemplateVersionPublic,
@@ -32,12 +26,7 @@ router = APIRouter(prefix="/templates", tags=["templates"])
 
 
 def _service(request: Request, session: SessionDep, tenant: TenantContext) -> TemplateService:
-    # The same kinds the action-runs API knows: the running runtime's registry, else the configured modules.
-    runtime = getattr(request.app.state, "runtime", None)
-    registry: KindRegistry = (
-        runtime.registry if runtime is not None else load_registry(request.app.state.settings.kind_modules)
-    )
-    return TemplateService(session, tenant, registry)
+    return TemplateService(session, tenant, request.app.state.registry)
 
 
 def _public(template: Template, version: TemplateVersion) -> TemplatePublic:
@@ -106,44 +95,3 @@ async def list_template_versions(
     """Every version, newest first."""
     result = await _service(request, session, principal.tenant).list_versions(ref, page)
     return Page(items=[TemplateVersionPublic.model_validate(v) for v in result.items], next_cursor=result.next_cursor)
-
-
-@router.post(
-    "/{ref}/instantiate",
-    response_model=TemplateInstantiation | AutomationTemplateInstantiation,
-    status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": TemplateInstantiation, "description": "An earlier run with this idempotency key"}},
-)
-async def instantiate_template(
-    ref: str,
-    body: TemplateInstantiate,
-    request: Request,
-    response: Response,
-    principal: MemberDep,
-    session: SessionDep,
-    sessions: SessionmakerDep,
-) -> TemplateInstantiation | AutomationTemplateInstantiation:
-    """Validate ``params``, render the body and start what the template describes, carrying the snapshot:
-    kind=action an ActionRun; kind=automation a run of the automation made (or reused) from the rendered spec."""
-    service = _service(request, session, principal.tenant)
-    if (await service.get_by_ref(ref)).kind is TemplateKind.automation:
-        started = await AutomationTemplateService(session, principal.tenant, sessions, service.registry).instantiate(
-            ref, body
-        )
-        detail = await AutomationRunService(session, principal.tenant, sessions, service.registry).detail(
-            started.run.id
-        )
-        return AutomationTemplateInstantiation(
-            snapshot=started.snapshot,
-            automation=AutomationPublic.of(started.automation),
-            automation_outcome=started.automation_outcome,
-            automation_run=AutomationRunPublic.of(detail.run, detail),
-        )
-    result = await service.instantiate(ref, body)
-    if not result.created.created:
-        response.status_code = status.HTTP_200_OK
-    return TemplateInstantiation(
-        snapshot=result.snapshot,
-        run=ActionRunPublic.model_validate(result.created.run),
-        created=result.created.created,
-    )

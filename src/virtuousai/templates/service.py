@@ -17,11 +17,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from virtuousai.actions.registry import KindRegistry, default_registry
+from virtuousai.actions.registry import default_registry
 from virtuousai.actions.service import ActionRunService, CreatedRun
-from virtuousai.automations.validation import GLOBAL_NAMES, ITEM_NAMES
 from virtuousai.errors import Conflict, FieldError, NotFound, ValidationFailed
+from virtuousai.expressions.evaluation import GLOBAL_NAMES, ITEM_NAMES
 from virtuousai.ids import new_id
+from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import TemplateCreate, TemplateInstantiate, TemplateSnapshot, TemplateUpdate
@@ -53,6 +54,37 @@ def content_hash(kind: TemplateKind, parameters: Mapping[str, Any], body: Mappin
 class Instantiated:
     snapshot: TemplateSnapshot
     created: CreatedRun
+
+
+def render_snapshot(
+    template: Template,
+    stored: TemplateVersion,
+    params: Mapping[str, Any],
+    params_loc: list[str | int] | None = None,
+) -> TemplateSnapshot:
+    """Check ``params`` against one version of a template and render its body: what an instantiation uses and
+    stores. Pure (an automation run's plan renders its template steps with it)."""
+    params_loc = params_loc or ["body", "params"]
+    errors = params_errors(stored.parameters, params, params_loc)
+    if errors:
+        raise ValidationFailed(_summary(errors), errors=errors)
+    complete = with_defaults(stored.parameters, params)
+    try:
+        rendered = render_body(stored.body, complete, params_loc)
+    except RenderError as exc:
+        raise ValidationFailed.at(exc.loc, str(exc)) from None
+    return TemplateSnapshot(
+        template_id=template.id,
+        template_slug=template.slug,
+        kind=template.kind,
+        version=stored.version,
+        version_id=stored.id,
+        version_hash=stored.content_hash,
+        parameters=stored.parameters,
+        body=stored.body,
+        params=complete,
+        rendered=rendered,
+    )
 
 
 def _summary(errors: Sequence[FieldError]) -> str:
@@ -202,29 +234,8 @@ class TemplateService:
         """Validate ``params`` and render the body, without creating anything (automations build on this).
 
         ``params_loc`` is where the caller's params are, for 422 paths (the API: ``body.params``)."""
-        params_loc = params_loc or ["body", "params"]
         template = await self.get_by_ref(ref)
-        stored = await self.version_of(template, version)
-        errors = params_errors(stored.parameters, params, params_loc)
-        if errors:
-            raise ValidationFailed(_summary(errors), errors=errors)
-        complete = with_defaults(stored.parameters, params)
-        try:
-            rendered = render_body(stored.body, complete, params_loc)
-        except RenderError as exc:
-            raise ValidationFailed.at(exc.loc, str(exc)) from None
-        return TemplateSnapshot(
-            template_id=template.id,
-            template_slug=template.slug,
-            kind=template.kind,
-            version=stored.version,
-            version_id=stored.id,
-            version_hash=stored.content_hash,
-            parameters=stored.parameters,
-            body=stored.body,
-            params=complete,
-            rendered=rendered,
-        )
+        return render_snapshot(template, await self.version_of(template, version), params, params_loc)
 
     async def instantiate(self, ref: str, request: TemplateInstantiate) -> Instantiated:
         """kind=action: create the ActionRun, with the snapshot stored on it."""

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtuousai.actions.context import ActionContext
-from virtuousai.actions.registry import RetryPolicy, action_kind
+from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.kinds import RetryPolicy, action_kind
 
 
 class EchoInput(BaseModel):

@@ -16,9 +16,9 @@ from typing import Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from virtuousai.actions.context import ActionContext, CancellationToken, Cancelled
-from virtuousai.actions.registry import action_kind
 from virtuousai.net import DestinationPolicy, OutboundRequestError, parse_target_url, safe_request
+from virtuousai.runtime.context import ActionContext, CancellationToken, Cancelled
+from virtuousai.runtime.kinds import action_kind
 
 # The ActionContext.options key the runtime fills from Settings.http_allow_loopback (tests' own servers only).
 ALLOW_LOOPBACK_OPTION = "http_allow_loopback"

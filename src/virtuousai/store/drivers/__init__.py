@@ -11,11 +11,14 @@ in ``virtuousai.runtime``; a driver holds only
   and sends the NOTIFYs; SQLite: one guarded UPDATE per run, where a statement costs no round trip);
 - ``batch_session``: where those two run — PostgreSQL runs each as one statement, atomic on its own, so it needs no
   BEGIN and COMMIT around it (two round trips fewer per batch); SQLite runs them in a transaction;
-- ``publish``: send wake-ups when the caller's transaction commits (``NOTIFY`` / an in-process signal);
+- ``insert_ignoring_conflicts``: insert rows, skipping those a unique key already holds, and say which went in
+  (``INSERT … ON CONFLICT DO NOTHING RETURNING``, a different construct in each dialect);
+- ``publish``: send wake-ups when the caller's transaction commits: to this process's subscribers at once, and to
+  other processes (``NOTIFY``; nothing more on SQLite, whose other processes poll);
 - ``listen``: feed this process's ``WakeupHub`` from other processes (``LISTEN``; nothing to do on SQLite).
 
 The SQL names the ``action_runs`` and ``action_run_events`` columns the runtime relies on; the tables are declared in
-``virtuousai/actions/tables.py``. The callers decide every value (the states, from the one transition table; the
+``virtuousai/runtime/tables.py``. The callers decide every value (the states, from the one transition table; the
 event data; the event ids): the SQL carries only the guards.
 
 Round trips are the cost of a queue (a no-op run is two writes of one row), so the hot statements take a whole batch
@@ -56,14 +59,12 @@ class ClaimedRun:
     requires_approval: bool
     approved_inputs_hash: str | None
     event_seq: int  # the number of its RUNNING event
-    origin: str  # whose run it is, for the ``finished`` wake-up
-    automation_run_id: str | None
+    parent_run_id: str | None  # told in the ``finished`` wake-up
 
 
 # The columns every claim returns, typed so both dialects hand back the same Python values.
 CLAIM_RETURNING = """id, tenant_id, kind, inputs, inputs_hash, attempt, max_attempts, timeout_s, priority, lease_token,
-    lease_expires_at, cancel_requested_at, requires_approval, approved_inputs_hash, last_event_seq, origin,
-    automation_run_id"""
+    lease_expires_at, cancel_requested_at, requires_approval, approved_inputs_hash, last_event_seq, parent_run_id"""
 CLAIM_RESULT_TYPES: dict[str, Any] = {
     "id": sa.String,
     "tenant_id": sa.String,
@@ -80,8 +81,7 @@ CLAIM_RESULT_TYPES: dict[str, Any] = {
     "requires_approval": sa.Boolean,
     "approved_inputs_hash": sa.String,
     "last_event_seq": sa.Integer,
-    "origin": sa.String,
-    "automation_run_id": sa.String,
+    "parent_run_id": sa.String,
 }
 CLAIM_PARAM_TYPES = (
     sa.bindparam("now", type_=UTCDateTime()),
@@ -112,8 +112,7 @@ def claimed_from_row(row: sa.Row[Any]) -> ClaimedRun:
 
 
 def claimed_from_mapping(m: Mapping[Any, Any]) -> ClaimedRun:
-    """A ``ClaimedRun`` from ``action_runs`` columns: a claim's RETURNING row, or the row a run was inserted with
-    (a run created RUNNING for ``Worker.adopt``, which has no cancel request or approval yet)."""
+    """A ``ClaimedRun`` from ``action_runs`` columns (a claim's RETURNING row)."""
     return ClaimedRun(
         id=m["id"],
         tenant_id=m["tenant_id"],
@@ -130,8 +129,7 @@ def claimed_from_mapping(m: Mapping[Any, Any]) -> ClaimedRun:
         requires_approval=bool(m["requires_approval"]),
         approved_inputs_hash=m.get("approved_inputs_hash"),
         event_seq=m["last_event_seq"],
-        origin=str(m["origin"]),
-        automation_run_id=m.get("automation_run_id"),
+        parent_run_id=m.get("parent_run_id"),
     )
 
 
@@ -165,9 +163,6 @@ class ClaimEvents:
 
 class RunQueueDriver(Protocol):
     dialect: str
-    # True if a wake-up published in a transaction comes back to this process only through the listener (a round
-    # trip after the commit), so a publisher that wants it at once delivers it to its hub itself.
-    local_echo: bool
 
     def batch_session(self, sessions: async_sessionmaker[AsyncSession]) -> AbstractAsyncContextManager[AsyncSession]:
         """A session for one ``claim_runs`` or ``finish_runs_if_owned`` call: its work is committed when the block
@@ -198,11 +193,16 @@ class RunQueueDriver(Protocol):
         (their lease was lost). Runs in the caller's transaction."""
         ...
 
-    async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
-        """Deliver ``wakeups`` when the session's transaction commits (dropped if it rolls back).
+    async def insert_ignoring_conflicts(
+        self, session: AsyncSession, table: Any, rows: Sequence[Mapping[str, Any]], *, conflict: Sequence[str]
+    ) -> set[str]:
+        """Insert ``rows`` (each with every column) in the caller's transaction, skipping a row whose ``conflict``
+        columns a row already holds; returns the ``id`` of every row inserted."""
+        ...
 
-        ``here_at_commit``: this process's subscribers must have them by the time the commit returns, not a
-        ``NOTIFY`` round trip later (PostgreSQL); for a change a request made just after it must already see."""
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+        """Deliver ``wakeups`` when the session's transaction commits (dropped if it rolls back): to this process's
+        subscribers as the commit returns, and to other processes' (PostgreSQL: ``NOTIFY``)."""
         ...
 
     async def listen(self, hub: WakeupHub) -> None:

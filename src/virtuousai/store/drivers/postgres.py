@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.store.base import UTCDateTime
@@ -25,7 +26,7 @@ from virtuousai.store.drivers import (
     claim_params,
     in_claim_order,
 )
-from virtuousai.store.drivers.wakeups import PROCESS_ID, Wakeup, WakeupHub, hub_for, publish_at_commit
+from virtuousai.store.drivers.wakeups import Wakeup, WakeupHub, hub_for, publish_at_commit
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,6 @@ def asyncpg_dsn(url: sa.URL) -> str:
 
 class PostgresRunQueue:
     dialect = "postgresql"
-    local_echo = True  # a NOTIFY also reaches this process's own LISTEN connection, a round trip later
 
     def __init__(self, url: sa.URL, *, reconnect_delay_s: float = 1.0) -> None:
         self.url = url
@@ -145,10 +145,12 @@ class PostgresRunQueue:
     @contextlib.asynccontextmanager
     async def batch_session(self, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
         # claim_runs and finish_runs_if_owned are one statement each (their events and NOTIFYs included), atomic on
-        # their own: no BEGIN/COMMIT round trips around them.
+        # their own: no BEGIN/COMMIT round trips around them. The session's commit sends nothing to the server; it
+        # delivers the block's wake-ups to this process (``publish_at_commit``).
         async with sessions() as session:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
+            await session.commit()
 
     async def claim_runs(
         self,
@@ -187,24 +189,31 @@ class PostgresRunQueue:
             "event_data": [_json(f.event_data) for f in finishes],
             "wakeups": [f.wakeup.encode() for f in finishes],
         }
-        return {run_id for run_id, _ in (await session.execute(FINISH_SQL, params)).all()}
+        moved = {run_id for run_id, _ in (await session.execute(FINISH_SQL, params)).all()}
+        publish_at_commit(session, hub_for(self.url), [f.wakeup for f in finishes if f.run_id in moved])
+        return moved
 
-    async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
-        # NOTIFY is transactional: listeners hear it at commit, never for a rolled-back change.
+    async def insert_ignoring_conflicts(
+        self, session: AsyncSession, table: Any, rows: Sequence[Mapping[str, Any]], *, conflict: Sequence[str]
+    ) -> set[str]:
+        if not rows:
+            return set()
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c.id)
+        return set((await session.execute(stmt, list(rows))).scalars().all())
+
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+        # NOTIFY is transactional: listeners hear it at commit, never for a rolled-back change. This process hears
+        # it at its own commit, not a round trip later (the listener drops the echo).
         if not wakeups:
             return
         params = {"channel": CHANNEL, "payloads": [wakeup.encode() for wakeup in wakeups]}
         await session.execute(NOTIFY_SQL, params)
-        if here_at_commit:
-            # Also to this process's hub as the commit returns (the NOTIFY's echo comes a round trip later and
-            # is delivered again: the topics that ask for this are idempotent).
-            publish_at_commit(session, hub_for(self.url), wakeups)
+        publish_at_commit(session, hub_for(self.url), wakeups)
 
     async def listen(self, hub: WakeupHub) -> None:
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             wakeup = Wakeup.decode(payload)
-            # A wake-up this process published with its name was delivered here at its commit (the recorder).
-            if wakeup is not None and wakeup.publisher != PROCESS_ID:
+            if wakeup is not None and not wakeup.local:  # this process's own were delivered at their commit
                 hub.publish(wakeup)
 
         while True:

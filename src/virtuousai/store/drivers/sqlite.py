@@ -7,12 +7,13 @@ per-organization limit is exact. Wake-ups reach only this process; other process
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.store.base import JSONDoc, UTCDateTime
@@ -105,7 +106,6 @@ VALUES (:id, :tenant_id, :run_id, :seq, 'status', :data, :created_at)
 
 class SqliteRunQueue:
     dialect = "sqlite"
-    local_echo = False  # wake-ups reach this process's hub at commit, and no other process
 
     def __init__(self, url: sa.URL) -> None:
         self.url = url
@@ -180,8 +180,16 @@ class SqliteRunQueue:
             await self.publish(session, *(f.wakeup for f in moved))
         return {f.run_id for f in moved}
 
-    async def publish(self, session: AsyncSession, *wakeups: Wakeup, here_at_commit: bool = False) -> None:
-        # Always at commit here: this process is the only one that hears them.
+    async def insert_ignoring_conflicts(
+        self, session: AsyncSession, table: Any, rows: Sequence[Mapping[str, Any]], *, conflict: Sequence[str]
+    ) -> set[str]:
+        if not rows:
+            return set()
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c.id)
+        return set((await session.execute(stmt, list(rows))).scalars().all())
+
+    async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
+        # At commit, to this process only: no other process hears them (they poll).
         if wakeups:
             publish_at_commit(session, hub_for(self.url), wakeups)
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-# Names this process in the ``finished`` wake-ups of the runs its workers execute (no ':' — see ``encode``).
+# Names this process in every wake-up it publishes (no ':' — see ``encode``).
 PROCESS_ID = f"p{os.getpid()}x{secrets.token_hex(3)}"
 
 WakeupTopic = Literal["enqueued", "cancel", "finished", "access"]
@@ -32,39 +32,33 @@ class Wakeup:
     ``access``: an API key's access changed (``tenant_id`` says whose): keys verified earlier must be checked again
     (``orgs/verified_keys.py``).
 
-    A ``finished`` wake-up also says whose the run is — ``tenant_id``, ``origin`` and, for ``origin="automation"``,
-    ``automation_run_id`` — because every process hears every run finish: a subscriber skips the runs it does not
-    wait on without a query. ``origin`` is empty when the publisher did not know it (then look the run up).
-    ``publisher`` names the process whose worker executed the run, when that process acts on its own completions
-    (``Worker.publish_finishes_as``): it delivers the wake-up to itself at once, and other processes may leave the
-    run to it.
+    A ``finished`` wake-up also names the run's tenant and ``parent_run_id`` (the automation or agent run it belongs
+    to, if any), so the parent's orchestrator acts without a query. ``publisher`` is the process that made the
+    change: every process hears it at its own commit (``local``) and others through ``LISTEN``. A parent run is
+    advanced by the process that finished its child (the others' sweeps cover a process that dies first).
     """
 
     topic: WakeupTopic
     run_id: str = ""
     tenant_id: str = ""
-    origin: str = ""
-    automation_run_id: str = ""
-    publisher: str = ""
+    parent_run_id: str = ""
+    publisher: str = PROCESS_ID
+
+    @property
+    def local(self) -> bool:
+        """Published by this process (not heard from another one)."""
+        return self.publisher == PROCESS_ID
 
     def encode(self) -> str:
-        # Ids never contain ':' (prefix + ULID), so the fields need no escaping. Empty trailing fields are dropped.
-        fields = (self.topic, self.run_id, self.tenant_id, self.origin, self.automation_run_id, self.publisher)
-        return ":".join(fields).rstrip(":")
+        # Ids never contain ':' (prefix + ULID), so the fields need no escaping.
+        return ":".join((self.topic, self.run_id, self.tenant_id, self.parent_run_id, self.publisher))
 
     @classmethod
     def decode(cls, payload: str) -> Wakeup | None:
-        topic, run_id, tenant_id, origin, automation_run_id, publisher = (payload.split(":", 5) + [""] * 5)[:6]
+        topic, run_id, tenant_id, parent_run_id, publisher = (payload.split(":", 4) + [""] * 4)[:5]
         if topic not in TOPICS:
             return None
-        return cls(
-            cast(WakeupTopic, topic),
-            run_id,
-            tenant_id=tenant_id,
-            origin=origin,
-            automation_run_id=automation_run_id,
-            publisher=publisher,
-        )
+        return cls(cast(WakeupTopic, topic), run_id, tenant_id, parent_run_id, publisher)
 
 
 Subscriber = Callable[[Wakeup], None]

@@ -1,4 +1,5 @@
-"""The app factory. Engine, sessions and in-process workers are built in the lifespan, never at import."""
+"""The app factory: every primitive's router mounted under ``/api/v1``. The engine, sessions and the process's
+services (runtime, orchestrator, cron: ``process.py``) are built in the lifespan, never at import."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ from virtuousai.api.deps import get_principal, reject_nul_characters
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
 from virtuousai.api.problems import PROBLEM_RESPONSES, install_problem_handlers
-from virtuousai.automations.background import AutomationServices
 from virtuousai.automations.router import router as automations_router
 from virtuousai.automations.router import runs_router as automation_runs_router
+from virtuousai.automations.router import templates_router as template_instantiation_router
 from virtuousai.config import Settings
 from virtuousai.connections.router import router as connections_router
 from virtuousai.data.router import router as data_router
 from virtuousai.llm.router import router as models_router
 from virtuousai.orgs.router import router as orgs_router
 from virtuousai.orgs.verified_keys import VerifiedKeys
-from virtuousai.runtime.supervisor import Runtime
+from virtuousai.process import ProcessServices
 from virtuousai.store.engine import make_engine, make_sessionmaker
 from virtuousai.templates.router import router as templates_router
 
@@ -44,6 +45,7 @@ def build_api_router() -> APIRouter:
     api.include_router(actions_router)
     api.include_router(connections_router)
     api.include_router(templates_router)
+    api.include_router(template_instantiation_router)
     api.include_router(automations_router)
     api.include_router(automation_runs_router)
     api.include_router(data_router)
@@ -61,23 +63,21 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         engine = make_engine(settings.resolved_database_url)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
-        # The action runtime: `workers` in-process workers (0: none) plus the wake-up listener. On shutdown
-        # (SIGTERM) the workers drain: no more claims, in-flight runs finish or are released.
-        runtime = Runtime(engine, app.state.sessions, settings, workers=workers)
-        app.state.runtime = runtime
-        await runtime.start()
-        # Next to the workers: the automation engine's completion hook, its sweep and the cron scheduler.
-        automation_services = AutomationServices(runtime)
-        app.state.automations = automation_services
-        await automation_services.start()
+        # `workers` in-process workers (0: none), the wake-up listener, the orchestrator of parent runs and, next
+        # to the workers, the sweep and cron. On shutdown (SIGTERM) the workers drain.
+        services = ProcessServices(engine, app.state.sessions, settings, workers=workers)
+        app.state.services = services
+        app.state.runtime = services.runtime
+        app.state.registry = services.registry
+        app.state.orchestrator = services.orchestrator
+        await services.start()
         # Keys verified a moment ago are forgotten when access changes, here or (on PostgreSQL) in any process.
-        forget_on_access_change = runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
+        forget_on_access_change = services.runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
         try:
             yield
         finally:
             forget_on_access_change()
-            await automation_services.stop()
-            await runtime.stop()
+            await services.stop()
             await engine.dispose()
 
     app = FastAPI(

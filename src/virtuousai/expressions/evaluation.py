@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from virtuousai.automations.expression_syntax import (
+from virtuousai.expressions.syntax import (
     CLOSE,
     COMPARISONS,
     FILTERS,
@@ -90,6 +90,11 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------------------------------
 # Evaluation
+
+
+# The names an automation step's expressions may use: everywhere, and inside a ``for_each`` step only.
+GLOBAL_NAMES = frozenset({"params", "steps", "run"})
+ITEM_NAMES = frozenset({"item", "index"})
 
 
 def _type_name(value: Any) -> str:

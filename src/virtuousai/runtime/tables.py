@@ -17,12 +17,15 @@ from virtuousai.runtime.states import RunStatus
 from virtuousai.store.base import Base, TenantMixin, tenant_fk, tenant_table_args
 from virtuousai.timeutil import utcnow
 
+# The kind of the events that record a transition (``{from, to, …}``); progress events carry a kind's own names.
+STATUS_EVENT = "status"
+
 
 class RunOrigin(enum.StrEnum):
     api = "api"
-    automation = "automation"  # automation_run_id, step_key
-    agent = "agent"  # agent_run_id
-    chat = "chat"  # turn_id, message_id
+    automation = "automation"  # parent_run_id (an automation run), step_key
+    agent = "agent"  # parent_run_id (an agent run)
+    chat = "chat"  # parent_run_id (the turn's agent run), turn_id, message_id
     schedule = "schedule"  # trigger_id
 
 
@@ -48,6 +51,16 @@ class ActionRun(TenantMixin, Base):
             sqlite_where=sa.text("status = 'RUNNING'"),
         ),
         sa.Index("ix_action_runs_tenant_status", "tenant_id", "status", "id"),
+        # A parent run's pass: is any run of this step still active, which failed first (a few seeks per step).
+        sa.Index(
+            "ix_action_runs_parent",
+            "tenant_id",
+            "parent_run_id",
+            "step_key",
+            "status",
+            postgresql_where=sa.text("parent_run_id IS NOT NULL"),
+            sqlite_where=sa.text("parent_run_id IS NOT NULL"),
+        ),
     )
 
     kind: Mapped[str] = mapped_column(sa.String(100))
@@ -63,9 +76,10 @@ class ActionRun(TenantMixin, Base):
     attempt: Mapped[int] = mapped_column(default=0)  # claims so far; the running attempt's number
 
     origin: Mapped[RunOrigin] = mapped_column(sa.Enum(RunOrigin, native_enum=False, length=16))
-    automation_run_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
+    # The run whose child this is (an automation run ``arun_…``, an agent run ``agrun_…``): the runtime tells it
+    # when this run ends (``Wakeup.parent_run_id``) and knows nothing else about it.
+    parent_run_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     step_key: Mapped[str | None] = mapped_column(sa.String(200), default=None)
-    agent_run_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     turn_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     message_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)
     trigger_id: Mapped[str | None] = mapped_column(sa.String(40), default=None)

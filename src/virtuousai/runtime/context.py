@@ -74,10 +74,12 @@ class ResolvedConnection:
 
 
 ConnectionResolver = Callable[[str], Coroutine[Any, Any, ResolvedConnection]]
+# Gives a worker the resolver of one run's tenant (``connections/resolver.py::StoredConnections``).
+ConnectionResolverFactory = Callable[[TenantContext], ConnectionResolver]
 EventEmitter = Callable[[str, Mapping[str, Any]], Coroutine[Any, Any, None]]
 
 
-async def _no_connections(ref: str) -> ResolvedConnection:
+async def no_connections(ref: str) -> ResolvedConnection:
     raise LookupError(f"connection {ref!r}: no connection resolver in this context")
 
 
@@ -95,7 +97,7 @@ class ActionContext:
     # Runtime knobs a kind may need (e.g. "http_allow_loopback" for tests' own servers). Never secrets.
     options: Mapping[str, Any] = field(default_factory=dict)
     _emit: EventEmitter = _discard_event
-    _resolve: ConnectionResolver = _no_connections
+    _resolve: ConnectionResolver = no_connections
     _loop: asyncio.AbstractEventLoop | None = None
 
     @property

@@ -1,0 +1,279 @@
+"""Queries for automation runs, their steps and events: the API's reads, and what a pass reads and writes
+(``progress.py``). Every read is of one tenant, but ``unfinished`` (the sweep's, across tenants)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from virtuousai.automations.plan import Children, ChildRun, RunInfo, StepInfo, item_index
+from virtuousai.automations.states import AutomationRunStatus, StepStatus
+from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationStepRun
+from virtuousai.orgs.tables import Organization
+from virtuousai.runtime.machine import guarded_update
+from virtuousai.runtime.states import ACTIVE, RunStatus
+from virtuousai.runtime.tables import ActionRun
+from virtuousai.store.pagination import PageRequest, PageResult
+from virtuousai.store.tenant import TenantRepository
+
+FAILED_OR_CANCELLED = (RunStatus.FAILED, RunStatus.CANCELLED)
+ACTIVE_STATUSES = sorted(ACTIVE)
+
+
+class AutomationRunRepository(TenantRepository[AutomationRun]):
+    model = AutomationRun
+
+    # -- the API's reads ------------------------------------------------------------------------------------------
+
+    async def get_fresh(self, run_id: str) -> AutomationRun | None:
+        result: AutomationRun | None = await self.session.scalar(
+            self.base_query().where(AutomationRun.id == run_id).execution_options(populate_existing=True)
+        )
+        return result
+
+    async def steps(self, run_id: str) -> Sequence[AutomationStepRun]:
+        stmt = (
+            sa.select(AutomationStepRun)
+            .where(AutomationStepRun.tenant_id == self.tenant_id, AutomationStepRun.automation_run_id == run_id)
+            .order_by(AutomationStepRun.position)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    async def action_runs_by_step(self, run_id: str) -> dict[str, list[ActionRun]]:
+        stmt = (
+            sa.select(ActionRun)
+            .where(ActionRun.tenant_id == self.tenant_id, ActionRun.parent_run_id == run_id)
+            .order_by(ActionRun.id)
+            .execution_options(populate_existing=True)
+        )
+        grouped: dict[str, list[ActionRun]] = {}
+        for action_run in (await self.session.scalars(stmt)).all():
+            grouped.setdefault(action_run.step_key or "", []).append(action_run)
+        return grouped
+
+    async def list_runs(
+        self, page: PageRequest, *, automation_id: str | None = None, status: AutomationRunStatus | None = None
+    ) -> PageResult[AutomationRun]:
+        stmt = self.base_query()
+        if automation_id is not None:
+            stmt = stmt.where(AutomationRun.automation_id == automation_id)
+        if status is not None:
+            stmt = stmt.where(AutomationRun.status == status)
+        return await self.paginate(stmt, page)
+
+    async def events_after(self, run_id: str, after_seq: int, limit: int = 500) -> Sequence[AutomationRunEvent]:
+        stmt = (
+            sa.select(AutomationRunEvent)
+            .where(AutomationRunEvent.tenant_id == self.tenant_id, AutomationRunEvent.automation_run_id == run_id)
+            .where(AutomationRunEvent.seq > after_seq)
+            .order_by(AutomationRunEvent.seq)
+            .limit(limit)
+        )
+        return (await self.session.scalars(stmt)).all()
+
+    # -- cron -----------------------------------------------------------------------------------------------------
+
+    async def active_for_trigger(self, automation_id: str, trigger_key: str) -> int:
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(AutomationRun)
+            .where(
+                AutomationRun.tenant_id == self.tenant_id,
+                AutomationRun.automation_id == automation_id,
+                AutomationRun.trigger_key == trigger_key,
+                AutomationRun.status.in_([AutomationRunStatus.PENDING, AutomationRunStatus.RUNNING]),
+            )
+        )
+        return int(await self.session.scalar(stmt) or 0)
+
+    async def earlier_active(self, run: RunInfo) -> bool:
+        """Whether a run of the same cron trigger, started before this one, is still going."""
+        stmt = self.base_query().where(
+            AutomationRun.automation_id == run.automation_id,
+            AutomationRun.trigger_key == run.trigger_key,
+            AutomationRun.id < run.id,
+            AutomationRun.status.in_([AutomationRunStatus.PENDING, AutomationRunStatus.RUNNING]),
+        )
+        return await self.session.scalar(stmt.limit(1)) is not None
+
+    async def oldest_pending(self, automation_id: str) -> str | None:
+        stmt = (
+            sa.select(AutomationRun.id)
+            .where(
+                AutomationRun.tenant_id == self.tenant_id,
+                AutomationRun.automation_id == automation_id,
+                AutomationRun.status == AutomationRunStatus.PENDING,
+            )
+            .order_by(AutomationRun.id)
+            .limit(1)
+        )
+        result: str | None = await self.session.scalar(stmt)
+        return result
+
+    # -- what a pass reads ----------------------------------------------------------------------------------------
+
+    async def run_info(self, run_id: str) -> tuple[RunInfo, AutomationRun, dict[str, Any]] | None:
+        """The run (as a plan sees it, and its row for the version id) with its organization's settings."""
+        row = (
+            await self.session.execute(
+                self.base_query()
+                .add_columns(Organization.settings)
+                .join(Organization, Organization.id == AutomationRun.tenant_id)
+                .where(AutomationRun.id == run_id)
+                .execution_options(populate_existing=True)
+            )
+        ).first()
+        if row is None:
+            return None
+        run: AutomationRun = row[0]
+        info = RunInfo(
+            id=run.id,
+            tenant_id=run.tenant_id,
+            automation_id=run.automation_id,
+            status=run.status,
+            params=run.params,
+            trigger=run.trigger,
+            trigger_key=run.trigger_key,
+            created_at=run.created_at,
+            started_at=run.started_at,
+            cancel_requested=run.cancel_requested_at is not None,
+            template_pins=run.template_pins,
+            last_event_seq=run.last_event_seq,
+        )
+        return info, run, dict(row[1] or {})
+
+    async def step_infos(self, run_id: str, read_outputs_of: frozenset[str] | None) -> list[StepInfo]:
+        """Every step of the run, in topological order; outputs only of the steps in ``read_outputs_of`` (``None``:
+        every step's)."""
+        step = AutomationStepRun
+        if read_outputs_of is None:
+            output: sa.ColumnElement[Any] = step.output.expression
+        elif read_outputs_of:
+            output = sa.case((step.step_key.in_(sorted(read_outputs_of)), step.output))
+        else:
+            output = sa.null()
+        stmt = (
+            sa.select(
+                step.id,
+                step.step_key,
+                step.status,
+                step.item_count,
+                step.launched,
+                sa.type_coerce(output, step.output.type),
+                step.error,
+                step.started_at,
+            )
+            .where(step.tenant_id == self.tenant_id, step.automation_run_id == run_id)
+            .order_by(step.position)
+        )
+        return [StepInfo(*row) for row in (await self.session.execute(stmt)).tuples().all()]
+
+    async def children(self, run_id: str, step: StepInfo, *, count_active: bool) -> Children:
+        """What the ActionRuns of a RUNNING step are doing, in a few index seeks (``ix_action_runs_parent``);
+        every one of them is read only once they have all ended (``count_active``: count the active ones exactly,
+        for ``max_parallel``, instead of asking whether there is one)."""
+        of_step = (
+            ActionRun.tenant_id == self.tenant_id,
+            ActionRun.parent_run_id == run_id,
+            ActionRun.step_key == step.key,
+        )
+        if step.item_count is None:  # one ActionRun at most: read it
+            return await self._single(of_step)
+        active_rows = sa.select(ActionRun.id).where(*of_step, ActionRun.status.in_(ACTIVE_STATUSES))
+        if count_active:
+            active = int(await self.session.scalar(sa.select(sa.func.count()).select_from(active_rows.subquery())) or 0)
+        else:
+            active = 1 if await self.session.scalar(active_rows.limit(1)) is not None else 0
+        failed_rows = sa.select(ActionRun.id).where(*of_step, ActionRun.status.in_(FAILED_OR_CANCELLED)).limit(1)
+        failed = await self.session.scalar(failed_rows) is not None
+        if active or (step.launched < step.item_count and not failed):
+            return Children(active=active, failed=failed)
+        return Children(active=0, failed=failed, ended=await self._ended(of_step))
+
+    async def _single(self, of_step: tuple[sa.ColumnElement[bool], ...]) -> Children:
+        ended = await self._ended(of_step)
+        if not ended or any(child.status in ACTIVE for child in ended):
+            return Children(active=1 if ended else 0, failed=False)
+        return Children(active=0, failed=ended[0].status in FAILED_OR_CANCELLED, ended=ended)
+
+    async def _ended(self, of_step: tuple[sa.ColumnElement[bool], ...]) -> tuple[ChildRun, ...]:
+        completed_output = sa.case((ActionRun.status == RunStatus.COMPLETED, ActionRun.output))
+        stmt = sa.select(
+            ActionRun.id,
+            ActionRun.idempotency_key,
+            ActionRun.status,
+            ActionRun.attempt,
+            ActionRun.error,
+            sa.type_coerce(completed_output, ActionRun.output.type),
+        ).where(*of_step)
+        rows = (await self.session.execute(stmt)).tuples().all()
+        children = [
+            ChildRun(id, item_index(key), status, attempt, error, output)
+            for id, key, status, attempt, error, output in rows
+        ]
+        return tuple(sorted(children, key=lambda child: child.index))
+
+    async def active_children(self, run_id: str, step_keys: Sequence[str]) -> list[str]:
+        """The ActionRuns of these steps that are not terminal yet (to be asked to stop)."""
+        if not step_keys:
+            return []
+        stmt = sa.select(ActionRun.id).where(
+            ActionRun.tenant_id == self.tenant_id,
+            ActionRun.parent_run_id == run_id,
+            ActionRun.step_key.in_(list(step_keys)),
+            ActionRun.status.in_(ACTIVE_STATUSES),
+        )
+        return list((await self.session.scalars(stmt)).all())
+
+    async def holders(self, keys: Sequence[str]) -> dict[str, str]:
+        """``{idempotency key: id of the run holding it}``."""
+        stmt = sa.select(ActionRun.idempotency_key, ActionRun.id).where(
+            ActionRun.tenant_id == self.tenant_id, ActionRun.idempotency_key.in_(list(keys))
+        )
+        return {str(key): str(run_id) for key, run_id in (await self.session.execute(stmt)).tuples().all()}
+
+    # -- what a pass writes ---------------------------------------------------------------------------------------
+
+    async def write_run(self, run_id: str, *, seen_seq: int, values: dict[str, Any]) -> None:
+        """The run's new state, only if it is still at the version the pass read (else ``Stale``)."""
+        await guarded_update(
+            self.session,
+            AutomationRun,
+            key={"id": run_id, "tenant_id": self.tenant_id},
+            guards={"last_event_seq": seen_seq},
+            values=values,
+        )
+
+    async def write_steps(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Each ``{id, <column>: value, …}`` (all with the same columns) in one executemany."""
+        if not rows:
+            return
+        table = cast(sa.Table, AutomationStepRun.__table__)
+        columns = [name for name in rows[0] if name != "id"]
+        stmt = (
+            sa.update(table)
+            .where(table.c.tenant_id == self.tenant_id, table.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in columns})
+        )
+        await self.session.execute(stmt, [{f"b_{name}": value for name, value in row.items()} for row in rows])
+
+    async def add_events(self, events: Sequence[dict[str, Any]]) -> None:
+        if events:
+            await self.session.execute(sa.insert(cast(sa.Table, AutomationRunEvent.__table__)), list(events))
+
+
+async def unfinished_runs(session: Any, limit: int = 10_000) -> list[tuple[str, str]]:
+    """``(tenant_id, run_id)`` of every automation run not yet terminal, across tenants (the sweep's)."""
+    stmt = (
+        sa.select(AutomationRun.tenant_id, AutomationRun.id)
+        .where(AutomationRun.status.in_([AutomationRunStatus.PENDING, AutomationRunStatus.RUNNING]))
+        .order_by(AutomationRun.id)
+        .limit(limit)
+    )
+    return [(str(t), str(i)) for t, i in (await session.execute(stmt)).all()]
+
+
+__all__ = ["AutomationRunRepository", "StepStatus", "unfinished_runs"]

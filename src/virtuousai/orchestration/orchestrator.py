@@ -1,0 +1,175 @@
+"""The one mechanism by which parent runs move: an automation run or an agent run advances when one of its child
+ActionRuns ends.
+
+    worker: ActionRun X ends ──commit──▶ Wakeup("finished", X, tenant, parent_run_id=P)      (the runtime)
+                                              │ this process hears it at the commit
+                                              ▼
+    Orchestrator.advance(P)  — the ParentRuns of P's kind (P's id prefix: ``arun``, ``agrun``) —
+        one transaction:   state = load(P)   →   plan = plan(state)   →   apply(state, plan)
+                           (reads P, its        (a pure function:       (writes it, guarded by the version of P
+                            steps, children)     create, skip, finish)   that load read: Stale → load again)
+        after the commit:  ask the children the plan ended to stop; advance what it names (the same run for the
+                           next chunk of a fan-out, a queued run)
+
+The runtime knows nothing about parents but the child's ``parent_run_id``. A parent is advanced by the process
+that ended its child (the ``finished`` wake-up is ``local`` there); other processes hear of it only as waiters do.
+Wake-ups are hints: a parent whose process died between the child's commit and the advance is found by the sweep
+of any process (at startup, then every ``sweep_interval_s``), and a guarded write makes concurrent advances of one
+parent safe (one wins, the other reads again and finds what is left to do).
+
+Advances of one parent in this process never overlap: a request while one runs asks for one more after it, which
+sees every child that ended before it starts (a fan-out's items end in bursts: one pass reads them all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from virtuousai.errors import Conflict, NotFound
+from virtuousai.ids import prefix_of
+from virtuousai.runtime.cancellation import cancel_run
+from virtuousai.runtime.machine import Stale
+from virtuousai.store.drivers import Wakeup, WakeupHub
+from virtuousai.store.engine import transaction
+from virtuousai.store.tenant import TenantContext
+
+log = logging.getLogger(__name__)
+
+# A guarded write that keeps losing means another process advances the same parent at the same moment; it will
+# have done the work. The sweep is the backstop.
+MAX_STALE_RETRIES = 5
+
+
+@dataclass
+class Effects:
+    """What an applied plan asks for once its transaction committed."""
+
+    cancel: list[str] = field(default_factory=list)  # child ActionRuns to ask to stop
+    advance: list[str] = field(default_factory=list)  # parent runs (this tenant) to advance next
+
+
+class ParentRuns(Protocol):
+    """One kind of parent run, as the orchestrator drives it."""
+
+    prefix: str  # the id prefix of its runs (``arun``)
+
+    async def load(self, session: AsyncSession, tenant: TenantContext, run_id: str) -> Any | None:
+        """The run's state, or None when there is nothing to advance (gone, or terminal)."""
+        ...
+
+    def plan(self, state: Any) -> Any:
+        """What happens next: a pure function of the state."""
+        ...
+
+    async def apply(self, session: AsyncSession, state: Any, plan: Any) -> Effects:
+        """Write the plan in the caller's transaction, guarded by what ``load`` read; ``Stale`` when it moved."""
+        ...
+
+    async def unfinished(self, session: AsyncSession) -> list[tuple[str, str]]:
+        """``(tenant_id, run_id)`` of every run not yet terminal, across tenants (the sweep)."""
+        ...
+
+
+class Orchestrator:
+    """One per process, built by its composition (``virtuousai/process.py``) and given to whoever starts or cancels
+    a parent run, so every advance of a run in this process goes through the same instance."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], parents: Sequence[ParentRuns]) -> None:
+        self.sessions = sessions
+        self.parents = {parent.prefix: parent for parent in parents}
+        self._running: dict[str, bool] = {}  # parents being advanced here → whether one more advance was asked for
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- hearing children end -------------------------------------------------------------------------------------
+
+    def listen(self, hub: WakeupHub) -> None:
+        self._unsubscribe = hub.subscribe(self._on_wakeup)
+
+    def _on_wakeup(self, wakeup: Wakeup) -> None:
+        if wakeup.topic != "finished" or not wakeup.parent_run_id or not wakeup.local:
+            return
+        if prefix_of(wakeup.parent_run_id) not in self.parents:
+            return
+        task = asyncio.create_task(self.advance(wakeup.tenant_id, wakeup.parent_run_id), name="orchestrator:advance")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop hearing wake-ups and wait for the advances under way (the engine is disposed next)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- advancing ------------------------------------------------------------------------------------------------
+
+    async def advance(self, tenant_id: str, run_id: str) -> None:
+        """Bring the run up to date with its children. Never raises for a run that cannot move (logged)."""
+        if run_id in self._running:
+            self._running[run_id] = True
+            return
+        self._running[run_id] = False
+        try:
+            while True:
+                try:
+                    await self._advance_once(tenant_id, run_id)
+                except Exception:
+                    log.exception("parent run %s: advance failed; the sweep will try again", run_id)
+                if not self._running[run_id]:
+                    return
+                self._running[run_id] = False
+        finally:
+            del self._running[run_id]
+
+    async def _advance_once(self, tenant_id: str, run_id: str) -> None:
+        parent = self.parents[prefix_of(run_id)]
+        tenant = TenantContext(tenant_id=tenant_id)
+        for _ in range(MAX_STALE_RETRIES):
+            try:
+                async with transaction(self.sessions) as session:
+                    state = await parent.load(session, tenant, run_id)
+                    if state is None:
+                        return
+                    effects = await parent.apply(session, state, parent.plan(state))
+            except Stale:
+                continue  # another advance moved the run since we read it: read it again
+            await self._after_commit(tenant, effects)
+            return
+        log.warning("parent run %s: still moving after %d tries; leaving it to the others", run_id, MAX_STALE_RETRIES)
+
+    async def _after_commit(self, tenant: TenantContext, effects: Effects) -> None:
+        for child_id in effects.cancel:
+            async with self.sessions() as session:
+                with contextlib.suppress(Conflict, NotFound):  # ended meanwhile: nothing to stop
+                    await cancel_run(session, tenant.tenant_id, child_id, requested_by=None)
+        for next_run in effects.advance:
+            await self.advance(tenant.tenant_id, next_run)
+
+    # -- the sweep ------------------------------------------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Advance every unfinished parent run: a lost wake-up delays a run, never strands it. Returns how many."""
+        count = 0
+        for parent in self.parents.values():
+            async with self.sessions() as session:
+                unfinished = await parent.unfinished(session)
+            for tenant_id, run_id in unfinished:
+                await self.advance(tenant_id, run_id)
+            count += len(unfinished)
+        return count
+
+    async def run_sweeps(self, stop: asyncio.Event, interval_s: float) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("parent run sweep failed; trying again next interval")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)

@@ -1,0 +1,81 @@
+"""What one ``vai`` process runs, built once and given to everything that needs it (never created per request):
+
+- the action kinds it executes (``actions.registry``) and the connection resolver of running actions;
+- the ``Runtime``: ``workers`` workers, the watchdog, the wake-up listener;
+- the ``Orchestrator``, which advances parent runs as their child ActionRuns end, with each kind of parent run
+  (automation runs now);
+- where this process executes runs (``workers`` > 0): the sweep of unfinished parent runs and the cron scheduler.
+
+``vai serve`` builds it in the app's lifespan (``virtuousai/app.py``), ``vai worker`` around its worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from virtuousai.actions.registry import load_registry
+from virtuousai.automations.progress import AutomationRuns
+from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
+from virtuousai.config import Settings
+from virtuousai.connections.resolver import StoredConnections
+from virtuousai.orchestration.orchestrator import Orchestrator
+from virtuousai.runtime.kinds import KindRegistry
+from virtuousai.runtime.supervisor import Runtime
+
+
+def build_orchestrator(
+    sessions: async_sessionmaker[AsyncSession], registry: KindRegistry, settings: Settings
+) -> Orchestrator:
+    """The orchestrator with every kind of parent run (a CLI command that starts a run builds one too)."""
+    return Orchestrator(sessions, [AutomationRuns(registry, fan_out_cap=settings.automation_max_fan_out)])
+
+
+class ProcessServices:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        workers: int = 0,
+        concurrency: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = load_registry(settings.kind_modules)
+        self.runtime = Runtime(
+            engine,
+            sessions,
+            settings,
+            registry=self.registry,
+            connections=StoredConnections(sessions, settings),
+            workers=workers,
+            concurrency=concurrency,
+        )
+        self.orchestrator = build_orchestrator(sessions, self.registry, settings)
+        self.scheduler = CronScheduler(
+            sessions, self.orchestrator, SchedulerConfig(interval_s=settings.cron_interval_s)
+        )
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.orchestrator.listen(self.runtime.hub)
+        await self.runtime.start()
+        if self.runtime.workers:
+            sweeps = self.orchestrator.run_sweeps(self._stop, self.settings.automation_sweep_interval_s)
+            self._tasks = [
+                asyncio.create_task(sweeps, name="orchestrator:sweep"),
+                asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),
+            ]
+
+    def request_stop(self) -> None:
+        """Begin draining (SIGTERM): no more claims, in-flight runs finish or are released."""
+        self.runtime.request_stop()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.runtime.stop()
+        await self.orchestrator.close()
