@@ -159,11 +159,14 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: flo
 async def measure_ours(
     url: str, data_dir: Path, dbos: DbosChain | None
 ) -> tuple[list[float], list[float], list[float], list[dict[str, float]], CpuSplit]:
+    from virtuousai.actions.registry import default_registry
     from virtuousai.actions.service import ActionRunService
     from virtuousai.automations.runs import AutomationRunService
     from virtuousai.automations.service import AutomationService
     from virtuousai.automations.spec import AutomationSpec
+    from virtuousai.config import Settings
     from virtuousai.orgs.service import create_organization
+    from virtuousai.process import build_orchestrator
     from virtuousai.store import migrate
     from virtuousai.store.engine import make_engine, make_sessionmaker
     from virtuousai.store.tenant import TenantContext
@@ -219,11 +222,13 @@ async def measure_ours(
 
     chain_phases: list[dict[str, float]] = []
     chain_cpu = CpuSplit([], [])
+    # This process starts the runs (their first pass); the workers' processes advance them from there.
+    orchestrator = build_orchestrator(sessions, default_registry(), Settings())
 
     async def automation(slug: str) -> float:
         started = time.perf_counter()
         async with sessions() as session:
-            run = await AutomationRunService(session, tenant, sessions).start(f"slug:{slug}", {})
+            run = await AutomationRunService(session, tenant, orchestrator).start(f"slug:{slug}", {})
             run_id = run.id
 
         async def done() -> bool:

@@ -12,6 +12,7 @@ from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
 from virtuousai.agents.router import router as agents_router
 from virtuousai.agents.router import tools_router
+from virtuousai.api.access import router as access_router
 from virtuousai.api.deps import get_principal, reject_nul_characters
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
@@ -23,7 +24,6 @@ from virtuousai.config import Settings
 from virtuousai.connections.router import router as connections_router
 from virtuousai.data.router import router as data_router
 from virtuousai.llm.router import router as models_router
-from virtuousai.orgs.router import router as orgs_router
 from virtuousai.orgs.verified_keys import VerifiedKeys
 from virtuousai.process import ProcessServices
 from virtuousai.store.engine import make_engine, make_sessionmaker
@@ -41,7 +41,7 @@ def build_api_router() -> APIRouter:
         responses=PROBLEM_RESPONSES,
         dependencies=[Depends(get_principal), Depends(reject_nul_characters)],
     )
-    api.include_router(orgs_router)
+    api.include_router(access_router)
     api.include_router(actions_router)
     api.include_router(connections_router)
     api.include_router(templates_router)

@@ -20,6 +20,7 @@ from virtuousai.automations.progress import AutomationRuns
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.config import Settings
 from virtuousai.connections.resolver import StoredConnections
+from virtuousai.orchestration.fast_path import FastPath
 from virtuousai.orchestration.orchestrator import Orchestrator
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.supervisor import Runtime
@@ -54,6 +55,10 @@ class ProcessServices:
             concurrency=concurrency,
         )
         self.orchestrator = build_orchestrator(sessions, self.registry, settings)
+        # A chain's child finishes together with its parent's next pass, in the worker that ran it (fast_path.py).
+        fast_path = FastPath(self.orchestrator, lease_s=settings.lease_s)
+        for worker in self.runtime.workers:
+            worker.executor.parent_finisher = fast_path.finish
         self.scheduler = CronScheduler(
             sessions, self.orchestrator, SchedulerConfig(interval_s=settings.cron_interval_s)
         )

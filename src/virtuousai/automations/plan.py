@@ -19,6 +19,7 @@ Nothing here reads or writes the database, so every decision is testable on plai
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -125,6 +126,8 @@ class AutomationState:
     registry: KindRegistry
     fan_out_cap: int
     now: datetime
+    # Idempotency keys of items held by runs this automation did not make (read only after a pass found one).
+    taken: Mapping[str, str] = field(default_factory=dict)
 
 
 # -- the plan ------------------------------------------------------------------------------------------------------
@@ -221,6 +224,38 @@ def plan(state: AutomationState) -> Plan:
     return planner.plan
 
 
+def state_after(state: AutomationState, planned: Plan) -> AutomationState:
+    """The state as ``planned``, once written, leaves it: what a load would read back, but the children (a pass
+    reads those again) and the outputs no expression reads. For the next pass of the same run in this process
+    (``orchestration.orchestrator``'s kept states: a chain of n steps would read its n step rows on every pass)."""
+    read = state.version.read_outputs_of
+    steps = dict(state.steps)
+    run = state.run
+    for move in planned.moves:
+        if move.step is None:
+            run = replace(
+                run,
+                status=AutomationRunStatus(move.to),
+                started_at=move.values.get("started_at", run.started_at),
+                template_pins=move.values.get("template_pins", run.template_pins),
+            )
+            continue
+        step = steps[move.step]
+        output = move.values.get("output") if read is None or move.step in read else None
+        steps[move.step] = replace(
+            step,
+            status=StepStatus(move.to),
+            item_count=move.values.get("item_count", step.item_count),
+            output=output,
+            error=move.values.get("error", step.error),
+            started_at=step.started_at or state.now,
+        )
+    for launch in planned.launches:
+        steps[launch.step_key] = replace(steps[launch.step_key], launched=launch.first + len(launch.requests))
+    run = replace(run, last_event_seq=run.last_event_seq + len(planned.moves))
+    return replace(state, run=run, steps=steps, children={})
+
+
 def _cancelled_error() -> dict[str, Any]:
     return {"type": "Cancelled", "message": "cancelled on request"}
 
@@ -229,7 +264,13 @@ def _walk(planner: _Planner) -> None:
     """Move every step that can move, in topological order; a step's end queues its dependents."""
     state, steps = planner.state, planner.steps
     graph = state.version.graph
-    queue = list(range(len(graph.order)))  # already a heap
+    if state.run.status is AutomationRunStatus.PENDING:
+        queue = list(range(len(graph.order)))  # the first pass looks at every step (already a heap)
+    else:
+        # Every pass starts or skips every step it finds ready, so after one only the RUNNING steps can move, and
+        # the dependents of the steps that end: a chain of n steps costs O(n) in all, not O(n) per pass.
+        queue = [graph.position[key] for key, step in steps.items() if step.status is StepStatus.RUNNING]
+        heapq.heapify(queue)
     queued = set(queue)
     while queue:
         key = graph.order[heapq.heappop(queue)]
@@ -387,6 +428,11 @@ def _launch(planner: _Planner, step: StepInfo, spec: Step, children: Children, i
             return
         except NotFound as exc:
             _item_failed(planner, step, {"type": "TemplateNotFound", "message": exc.detail, "item": index})
+            return
+        holder = planner.state.taken.get(request.idempotency_key or "")
+        if holder is not None:
+            message = f"idempotency key {request.idempotency_key!r} of item {index} is held by run {holder}"
+            _item_failed(planner, step, {"type": "IdempotencyConflict", "message": message, "item": index})
             return
         requests.append(request)
     planner.plan.launches.append(Launch(spec.key, step.launched, tuple(requests)))

@@ -7,9 +7,12 @@
    the run or a step appends an event) — another pass that got there first makes this one ``Stale``, and it reads
    again; this is written first, so a losing pass stops before it writes anything else;
 2. the steps that moved, and one event per move (run and step events, numbered from that counter);
-3. the new ActionRuns, through the one builder (``runtime/creation.py``), keyed ``<run>:<step>:<item>`` so an item
-   is created once whatever happens; a key another run already holds fails that step instead (and asks for one
-   more pass, which acts on the failure).
+3. the new ActionRuns, built by the one builder (``runtime/creation.py``), keyed ``<run>:<step>:<item>`` so an item
+   is created once whatever happens. A key another run already holds (someone used it through the API) makes the
+   pass fail; the next one reads who holds the keys it would use, and its plan fails that step instead.
+
+All of it goes to the database as one statement on PostgreSQL (``write_together``): a chain step's pass is then a
+few round trips (BEGIN, two reads, the write, COMMIT), which is what a step costs.
 
 After the commit the orchestrator asks the ActionRuns of the steps that ended early to stop, and advances what the
 pass names: the same run when a fan-out has items left to create, the next queued run of the same automation when
@@ -18,10 +21,11 @@ this one ended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.actions.policy import overrides_of
@@ -32,19 +36,23 @@ from virtuousai.automations.plan import (
     PinnedTemplate,
     Plan,
     RunInfo,
-    item_index,
     plan,
+    state_after,
 )
 from virtuousai.automations.run_repository import AutomationRunRepository, unfinished_runs
 from virtuousai.automations.spec import AutomationSpec, CronTrigger, cron_trigger_key
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
-from virtuousai.automations.tables import AutomationRun
+from virtuousai.automations.tables import AutomationRunEvent
 from virtuousai.automations.version import compiled_version
 from virtuousai.errors import NotFound
 from virtuousai.ids import AUTOMATION_RUN_PREFIX, new_id
 from virtuousai.orchestration.orchestrator import Effects
-from virtuousai.runtime.creation import create_runs
+from virtuousai.runtime.creation import Lease, build_runs
 from virtuousai.runtime.kinds import KindRegistry
+from virtuousai.runtime.machine import Stale
+from virtuousai.runtime.states import RunStatus
+from virtuousai.runtime.tables import ActionRun, ActionRunEvent
+from virtuousai.store.drivers import driver_for_session
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.service import TemplateService
 from virtuousai.timeutil import utcnow
@@ -66,50 +74,93 @@ class AutomationRuns:
     def __init__(self, registry: KindRegistry, *, fan_out_cap: int) -> None:
         self.registry = registry
         self.fan_out_cap = fan_out_cap
+        self._suspect: set[str] = set()  # runs whose last pass found an item's idempotency key taken
 
-    async def load(self, session: AsyncSession, tenant: TenantContext, run_id: str) -> Loaded | None:
+    async def load(
+        self, session: AsyncSession, tenant: TenantContext, run_id: str, kept: AutomationState | None
+    ) -> Loaded | None:
         runs = AutomationRunRepository(session, tenant)
         found = await runs.run_info(run_id)
         if found is None or found[0].status.is_terminal:
             return None
-        info, row, org_settings = found
-        version = await compiled_version(session, row.version_id)
-        steps = await runs.step_infos(run_id, version.read_outputs_of)
+        info, version_id, org_settings = found
+        if kept is not None and kept.run.last_event_seq == info.last_event_seq:
+            # Nothing moved since this process's last pass wrote it (every change appends an event).
+            state = replace(kept, run=info, approval_overrides=overrides_of(org_settings), now=utcnow())
+        else:
+            version = await compiled_version(session, version_id)
+            steps = await runs.step_infos(run_id, version.read_outputs_of)
+            state = AutomationState(
+                run=info,
+                version=version,
+                steps={step.key: step for step in steps},
+                children={},
+                approval_overrides=overrides_of(org_settings),
+                templates=await self._templates(session, tenant, info, version.spec),
+                queued_behind_earlier=await self._queued_behind_earlier(runs, info, version.spec),
+                registry=self.registry,
+                fan_out_cap=self.fan_out_cap,
+                now=utcnow(),
+            )
         children: dict[str, Children] = {}
-        for step in steps:
+        for step in state.steps.values():
             if step.status is StepStatus.RUNNING:
-                count_active = version.steps[step.key].max_parallel is not None
+                count_active = state.version.steps[step.key].max_parallel is not None
                 children[step.key] = await runs.children(run_id, step, count_active=count_active)
-        state = AutomationState(
-            run=info,
-            version=version,
-            steps={step.key: step for step in steps},
-            children=children,
-            approval_overrides=overrides_of(org_settings),
-            templates=await self._templates(session, tenant, info, version.spec),
-            queued_behind_earlier=await self._queued_behind_earlier(runs, info, version.spec),
-            registry=self.registry,
-            fan_out_cap=self.fan_out_cap,
-            now=utcnow(),
-        )
+        state = replace(state, children=children)
+        if run_id in self._suspect:  # a key was found taken: who holds the ones this pass would create?
+            self._suspect.discard(run_id)
+            keys = [r.idempotency_key or "" for launch in plan(state).launches for r in launch.requests]
+            state = replace(state, taken=await runs.holders(keys))
         return Loaded(state, runs)
 
     def plan(self, loaded: Loaded) -> Plan:
         return plan(loaded.state)
 
-    async def apply(self, session: AsyncSession, loaded: Loaded, planned: Plan) -> Effects:
+    def after(self, loaded: Loaded, planned: Plan) -> AutomationState | None:
+        after = state_after(loaded.state, planned)
+        # Only a RUNNING run's state is kept: a PENDING one waits on things outside it (a queued cron run).
+        return after if after.run.status is AutomationRunStatus.RUNNING else None
+
+    def sole_child(self, kept: AutomationState) -> bool:
+        running = [step for step in kept.steps.values() if step.status is StepStatus.RUNNING]
+        return len(running) == 1 and running[0].item_count is None and running[0].launched == 1
+
+    async def apply(self, session: AsyncSession, loaded: Loaded, planned: Plan, lease: Lease | None = None) -> Effects:
         if planned.empty:
             return Effects()
         state, runs = loaded.state, loaded.runs
         run = state.run
-        if await self._create_children(session, state, planned):
-            planned.again = True  # a step failed on a taken key: the next pass acts on that
+        requests = [request for launch in planned.launches for request in launch.requests]
+        children = build_runs(
+            self.registry,
+            requests,
+            tenant_id=run.tenant_id,
+            approval_overrides=state.approval_overrides,
+            lease=lease if len(requests) == 1 else None,
+        )
         events = [_event(run, run.last_event_seq + n, move, state.now) for n, move in enumerate(planned.moves, 1)]
-        # The guard first: a pass that lost the race to another stops here, having written nothing that stays.
-        await runs.write_run(run.id, seen_seq=run.last_event_seq, values=_run_values(planned, len(events), state.now))
-        await runs.write_steps(_step_rows(state, planned))
-        await runs.add_events(events)
-        effects = Effects(cancel=await runs.active_children(run.id, planned.cancel_steps))
+        writes = [
+            runs.run_update(run.id, seen_seq=run.last_event_seq, values=_run_values(run, planned, state.now)),
+            runs.step_updates(_step_rows(state, planned)),
+            runs.inserts(AutomationRunEvent, events),
+            runs.inserts(ActionRun, children.rows),
+            runs.inserts(ActionRunEvent, children.events),
+        ]
+        wakeups = [children.wakeup] if children.wakeup is not None else []
+        try:
+            written = await driver_for_session(session).write_together(session, writes, wakeups)
+        except IntegrityError:
+            # An item's idempotency key is held by a run this automation did not make (someone used the key through
+            # the API): the next load reads who holds the keys, and the plan fails the step.
+            self._suspect.add(run.id)
+            raise Stale(f"automation run {run.id}: an item's idempotency key is taken") from None
+        if written[0] != 1:
+            raise Stale(f"automation run {run.id} moved since this pass read it")
+        effects = Effects(
+            cancel=await runs.active_children(run.id, planned.cancel_steps),
+            leased=[row for row in children.rows if row["status"] is RunStatus.RUNNING],
+        )
         if planned.again:
             effects.advance.append(run.id)
         if planned.run_to is not None and planned.run_to.is_terminal:
@@ -120,40 +171,6 @@ class AutomationRuns:
 
     async def unfinished(self, session: AsyncSession) -> list[tuple[str, str]]:
         return await unfinished_runs(session)
-
-    # -- creating the children -----------------------------------------------------------------------------------
-
-    async def _create_children(self, session: AsyncSession, state: AutomationState, planned: Plan) -> bool:
-        """Create the plan's ActionRuns. A step with an item whose key is held by a run the automation did not make
-        (someone used the same key through the API) fails instead, and the items created with it are stopped.
-        Returns whether that happened."""
-        requests = [request for launch in planned.launches for request in launch.requests]
-        created = await create_runs(
-            session, self.registry, requests, tenant_id=state.run.tenant_id, approval_overrides=state.approval_overrides
-        )
-        if not created.taken:
-            return False
-        holders = await AutomationRunRepository(session, TenantContext(tenant_id=state.run.tenant_id)).holders(
-            [request.idempotency_key or "" for request in created.taken]
-        )
-        for request in created.taken:
-            step_key, key = request.step_key or "", request.idempotency_key or ""
-            if step_key in planned.cancel_steps:
-                continue  # another of its items was taken too
-            index = item_index(key)
-            message = f"idempotency key {key!r} of item {index} is held by run {holders.get(key, '?')}"
-            error = {"type": "IdempotencyConflict", "message": message, "item": index}
-            planned.cancel_steps.append(step_key)
-            planned.launches[:] = [launch for launch in planned.launches if launch.step_key != step_key]
-            started = next((m for m in planned.moves if m.step == step_key and m.to is StepStatus.RUNNING), None)
-            if started is not None:  # started in this pass: it fails instead
-                at = planned.moves.index(started)
-                planned.moves[at] = Move(
-                    step_key, started.before, StepStatus.FAILED, {**started.values, "error": error}
-                )
-            else:
-                planned.moves.append(Move(step_key, StepStatus.RUNNING.value, StepStatus.FAILED, {"error": error}))
-        return True
 
     # -- what load reads besides the rows ------------------------------------------------------------------------
 
@@ -215,8 +232,8 @@ def _event(run: RunInfo, seq: int, move: Move, now: datetime) -> dict[str, Any]:
     }
 
 
-def _run_values(planned: Plan, event_count: int, now: datetime) -> dict[str, Any]:
-    values: dict[str, Any] = {"last_event_seq": AutomationRun.last_event_seq + event_count, "updated_at": now}
+def _run_values(run: RunInfo, planned: Plan, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"last_event_seq": run.last_event_seq + len(planned.moves), "updated_at": now}
     for move in planned.moves:
         if move.step is not None:
             continue

@@ -12,9 +12,9 @@ from virtuousai.automations.plan import Children, ChildRun, RunInfo, StepInfo, i
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.tables import AutomationRun, AutomationRunEvent, AutomationStepRun
 from virtuousai.orgs.tables import Organization
-from virtuousai.runtime.machine import guarded_update
 from virtuousai.runtime.states import ACTIVE, RunStatus
 from virtuousai.runtime.tables import ActionRun
+from virtuousai.store.drivers import Rows
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantRepository
 
@@ -115,35 +115,34 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
 
     # -- what a pass reads ----------------------------------------------------------------------------------------
 
-    async def run_info(self, run_id: str) -> tuple[RunInfo, AutomationRun, dict[str, Any]] | None:
-        """The run (as a plan sees it, and its row for the version id) with its organization's settings."""
-        row = (
-            await self.session.execute(
-                self.base_query()
-                .add_columns(Organization.settings)
-                .join(Organization, Organization.id == AutomationRun.tenant_id)
-                .where(AutomationRun.id == run_id)
-                .execution_options(populate_existing=True)
+    async def run_info(self, run_id: str) -> tuple[RunInfo, str, dict[str, Any]] | None:
+        """The run as a plan sees it, its version id, and its organization's settings (one row, no ORM object:
+        every pass reads it)."""
+        run = AutomationRun
+        stmt = (
+            sa.select(
+                run.id,
+                run.tenant_id,
+                run.automation_id,
+                run.status,
+                run.params,
+                run.trigger,
+                run.trigger_key,
+                run.created_at,
+                run.started_at,
+                run.cancel_requested_at.is_not(None),
+                run.template_pins,
+                run.last_event_seq,
+                run.version_id,
+                Organization.settings,
             )
-        ).first()
+            .join(Organization, Organization.id == run.tenant_id)
+            .where(run.tenant_id == self.tenant_id, run.id == run_id)
+        )
+        row = (await self.session.execute(stmt)).tuples().first()
         if row is None:
             return None
-        run: AutomationRun = row[0]
-        info = RunInfo(
-            id=run.id,
-            tenant_id=run.tenant_id,
-            automation_id=run.automation_id,
-            status=run.status,
-            params=run.params,
-            trigger=run.trigger,
-            trigger_key=run.trigger_key,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            cancel_requested=run.cancel_requested_at is not None,
-            template_pins=run.template_pins,
-            last_event_seq=run.last_event_seq,
-        )
-        return info, run, dict(row[1] or {})
+        return RunInfo(*row[:12]), row[12], dict(row[13] or {})
 
     async def step_infos(self, run_id: str, read_outputs_of: frozenset[str] | None) -> list[StepInfo]:
         """Every step of the run, in topological order; outputs only of the steps in ``read_outputs_of`` (``None``:
@@ -235,34 +234,21 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         )
         return {str(key): str(run_id) for key, run_id in (await self.session.execute(stmt)).tuples().all()}
 
-    # -- what a pass writes ---------------------------------------------------------------------------------------
+    # -- what a pass writes, all in one ``RunQueueDriver.write_together`` ------------------------------------------
 
-    async def write_run(self, run_id: str, *, seen_seq: int, values: dict[str, Any]) -> None:
-        """The run's new state, only if it is still at the version the pass read (else ``Stale``)."""
-        await guarded_update(
-            self.session,
-            AutomationRun,
-            key={"id": run_id, "tenant_id": self.tenant_id},
-            guards={"last_event_seq": seen_seq},
-            values=values,
-        )
+    def run_update(self, run_id: str, *, seen_seq: int, values: dict[str, Any]) -> Rows:
+        """The run's new state, only if it is still at the version the pass read (else it updates nothing)."""
+        table = cast(sa.Table, AutomationRun.__table__)
+        row = {"tenant_id": self.tenant_id, "id": run_id, **values}
+        return Rows(table, [row], key=("tenant_id", "id"), guard={"last_event_seq": seen_seq})
 
-    async def write_steps(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Each ``{id, <column>: value, …}`` (all with the same columns) in one executemany."""
-        if not rows:
-            return
+    def step_updates(self, rows: Sequence[dict[str, Any]]) -> Rows:
         table = cast(sa.Table, AutomationStepRun.__table__)
-        columns = [name for name in rows[0] if name != "id"]
-        stmt = (
-            sa.update(table)
-            .where(table.c.tenant_id == self.tenant_id, table.c.id == sa.bindparam("b_id"))
-            .values({name: sa.bindparam(f"b_{name}") for name in columns})
-        )
-        await self.session.execute(stmt, [{f"b_{name}": value for name, value in row.items()} for row in rows])
+        return Rows(table, [{"tenant_id": self.tenant_id, **row} for row in rows], key=("tenant_id", "id"))
 
-    async def add_events(self, events: Sequence[dict[str, Any]]) -> None:
-        if events:
-            await self.session.execute(sa.insert(cast(sa.Table, AutomationRunEvent.__table__)), list(events))
+    @staticmethod
+    def inserts(model: Any, rows: Sequence[dict[str, Any]]) -> Rows:
+        return Rows(cast(sa.Table, model.__table__), rows)
 
 
 async def unfinished_runs(session: Any, limit: int = 10_000) -> list[tuple[str, str]]:

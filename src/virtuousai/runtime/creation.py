@@ -129,9 +129,82 @@ def run_row(
         "updated_at": now,
         "available_at": now,
         "lease_token": 0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "started_at": None,
         "last_event_seq": 1,
         "requires_approval": gated,
     }
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A new run created RUNNING under ``owner``'s lease (token 1, attempt 1) instead of PENDING: the fast path of a
+    parent run hands its next child straight to the worker whose slot the previous child frees
+    (``orchestration/fast_path.py``). A run that needs an approval is never leased."""
+
+    owner: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class NewRuns:
+    """Checked ``action_runs`` rows (column → value, in request order) and their first status events, not yet
+    written: ``create_runs`` writes them, and a parent run's pass writes them together with its own changes."""
+
+    rows: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    @property
+    def wakeup(self) -> Wakeup | None:
+        """One ``enqueued`` wake-up for the new PENDING runs (a worker needs to hear it once)."""
+        pending = next((row for row in self.rows if row["status"] is RunStatus.PENDING), None)
+        return None if pending is None else Wakeup("enqueued", pending["id"])
+
+    def only(self, ids: set[str]) -> NewRuns:
+        return NewRuns([r for r in self.rows if r["id"] in ids], [e for e in self.events if e["run_id"] in ids])
+
+
+def build_runs(
+    registry: KindRegistry,
+    requests: Sequence[RunRequest],
+    *,
+    tenant_id: str,
+    approval_overrides: Mapping[str, bool],
+    lease: Lease | None = None,
+) -> NewRuns:
+    """Check every request (``ValidationFailed`` before anything is built) and build its row and first event."""
+    kinds = [check_request(registry, request) for request in requests]
+    now = utcnow()
+    rows = [
+        run_row(kind, request, tenant_id=tenant_id, approval_overrides=approval_overrides, now=now)
+        for kind, request in zip(kinds, requests, strict=True)
+    ]
+    events = []
+    for row in rows:
+        data = {"from": None, "to": row["status"].value, "origin": RunOrigin(row["origin"]).value}
+        if lease is not None and row["status"] is RunStatus.PENDING:
+            row |= {
+                "status": RunStatus.RUNNING,
+                "attempt": 1,
+                "lease_token": 1,
+                "lease_owner": lease.owner,
+                "lease_expires_at": lease.expires_at,
+                "started_at": now,
+            }
+            data |= {"to": RunStatus.RUNNING.value, "worker": lease.owner, "attempt": 1}
+        events.append(
+            {
+                "id": new_id("evt"),
+                "tenant_id": tenant_id,
+                "run_id": row["id"],
+                "seq": 1,
+                "kind": STATUS_EVENT,
+                "data": data,
+                "created_at": now,
+            }
+        )
+    return NewRuns(rows, events)
 
 
 async def create_runs(
@@ -145,33 +218,15 @@ async def create_runs(
     """Validate all of ``requests``, then store the new ones with their first events, in the caller's transaction."""
     if not requests:
         return CreatedRuns()
-    kinds = [check_request(registry, request) for request in requests]
-    now = utcnow()
-    rows = [
-        run_row(kind, request, tenant_id=tenant_id, approval_overrides=approval_overrides, now=now)
-        for kind, request in zip(kinds, requests, strict=True)
-    ]
+    new = build_runs(registry, requests, tenant_id=tenant_id, approval_overrides=approval_overrides)
     driver = driver_for_session(session)
     inserted = await driver.insert_ignoring_conflicts(
-        session, ActionRun.__table__, rows, conflict=("tenant_id", "idempotency_key")
+        session, ActionRun.__table__, new.rows, conflict=("tenant_id", "idempotency_key")
     )
-    created = [row for row in rows if row["id"] in inserted]
-    taken = [request for row, request in zip(rows, requests, strict=True) if row["id"] not in inserted]
-    if created:
-        events = [
-            {
-                "id": new_id("evt"),
-                "tenant_id": tenant_id,
-                "run_id": row["id"],
-                "seq": 1,
-                "kind": STATUS_EVENT,
-                "data": {"from": None, "to": row["status"].value, "origin": RunOrigin(row["origin"]).value},
-                "created_at": now,
-            }
-            for row in created
-        ]
-        await session.execute(sa.insert(ActionRunEvent), events)
-        pending = next((row for row in created if row["status"] is RunStatus.PENDING), None)
-        if pending is not None:  # one wake-up for the transaction: a worker needs to hear it once
-            await driver.publish(session, Wakeup("enqueued", pending["id"]))
-    return CreatedRuns(created, taken)
+    created = new.only(inserted)
+    taken = [request for row, request in zip(new.rows, requests, strict=True) if row["id"] not in inserted]
+    if created.rows:
+        await session.execute(sa.insert(ActionRunEvent), created.events)
+        if created.wakeup is not None:
+            await driver.publish(session, created.wakeup)
+    return CreatedRuns(created.rows, taken)

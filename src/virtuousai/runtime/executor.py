@@ -7,7 +7,9 @@ One attempt:
    cancel or timeout the action has ``cancel_grace_s`` to stop by itself before it is abandoned;
 4. record the outcome, fenced by the claim's token: COMPLETED, FAILED, CANCELLED, or PENDING again (retry with
    backoff, or released by a draining worker). Outcomes of runs that finish close together are written in one
-   transaction (``OutcomeRecorder``, group commit). A lost lease records nothing.
+   transaction (``OutcomeRecorder``, group commit); a run with a parent may instead be finished together with the
+   parent's next pass (``parent_finisher``), which may hand back the parent's next child to run in the same slot.
+   A lost lease records nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from virtuousai.runtime.context import (
     no_connections,
 )
 from virtuousai.runtime.kinds import ActionKind, KindRegistry, RetryPolicy, UnknownKind
-from virtuousai.runtime.recorder import OutcomeRecorder
+from virtuousai.runtime.recorder import OutcomeRecorder, ParentFinisher
 from virtuousai.runtime.retry import decide_retry
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.transition import Finish, LeaseLost, RunHandle, append_event
@@ -93,18 +95,19 @@ class RunExecutor:
         self.owner = owner
         self.connections = connections
         self.recorder = OutcomeRecorder(sessions, driver)
+        self.parent_finisher: ParentFinisher | None = None
 
-    async def execute(self, control: RunControl) -> Outcome:
+    async def execute(self, control: RunControl) -> ClaimedRun | None:
+        """Run one attempt and record it; returns the run to execute next in this slot, if the run's parent handed
+        one over (``parent_finisher``)."""
         run = control.run
         try:
             kind = self.registry.get(run.kind)
         except UnknownKind:
             outcome = Outcome("failed", error={"type": "UnknownKind", "message": f"no action kind {run.kind!r}"})
-            await self._record(control, outcome, RetryPolicy())
-            return outcome
+            return await self._record(control, outcome, RetryPolicy())
         outcome = await self._attempt(control, kind)
-        await self._record(control, outcome, kind.retry)
-        return outcome
+        return await self._record(control, outcome, kind.retry)
 
     async def _attempt(self, control: RunControl, kind: ActionKind) -> Outcome:
         run = control.run
@@ -191,11 +194,11 @@ class RunExecutor:
         # URL, a redirect loop): then the run fails now instead of spending its remaining attempts.
         return Outcome("failed", error=error_of(exc), retryable=bool(getattr(exc, "retryable", True)))
 
-    async def _record(self, control: RunControl, outcome: Outcome, policy: RetryPolicy) -> None:
+    async def _record(self, control: RunControl, outcome: Outcome, policy: RetryPolicy) -> ClaimedRun | None:
         run = control.run
         if outcome.kind == "lost":
             log.warning("run %s: lease %s lost; another worker or the watchdog owns it now", run.id, run.lease_token)
-            return
+            return None
         now = utcnow()
         event: dict[str, Any] = {"attempt": run.attempt}
         finish = Finish(run, RunStatus.COMPLETED, event, output=outcome.output)
@@ -217,9 +220,18 @@ class RunExecutor:
                 )
             else:
                 finish = replace(finish, to=RunStatus.FAILED, error=outcome.error, event=event)
-        # Runs that finish close together share one transaction (group commit); each keeps its own fencing guard.
-        if not await self.recorder.record(finish):
+        with_parent = None
+        if self.parent_finisher is not None and run.parent_run_id and finish.to.is_terminal:
+            # Shielded like the group commit: once begun, the write runs to its end.
+            with_parent = await asyncio.shield(self.parent_finisher(finish, self.owner))
+        if with_parent is not None:
+            recorded, next_run = with_parent.recorded, with_parent.next_run
+        else:
+            # Runs that finish close together share one transaction (group commit); each keeps its own guard.
+            recorded, next_run = await self.recorder.record(finish), None
+        if not recorded:
             log.warning("run %s: lease %s lost before recording %s", run.id, run.lease_token, outcome.kind)
+        return next_run
 
     def _emitter(self, control: RunControl) -> Callable[[str, Mapping[str, Any]], Coroutine[Any, Any, None]]:
         run = control.run

@@ -19,15 +19,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.runtime.transition import Finish, finish_runs
-from virtuousai.store.drivers import RunQueueDriver
+from virtuousai.store.drivers import ClaimedRun, RunQueueDriver
 from virtuousai.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecordedWithParent:
+    """A finish its parent's orchestrator recorded together with the parent's next pass (``ParentFinisher``)."""
+
+    recorded: bool  # False: the lease was lost and nothing changed
+    next_run: ClaimedRun | None = None  # the parent's next child, RUNNING under this worker's lease, for this slot
+
+
+# ``(finish, worker name)`` → ``None`` when it cannot (the finish then takes the group commit), else what it did.
+# Set by the process's composition: the fast path of parent runs (``orchestration/fast_path.py``). The runtime knows
+# of it only that a run with a parent may be finished this way.
+ParentFinisher = Callable[[Finish, str], Awaitable[RecordedWithParent | None]]
 
 
 @dataclass

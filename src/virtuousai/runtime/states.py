@@ -6,7 +6,8 @@
                                      └── retry / lease expired / released on shutdown
 
 Terminal states map to an empty set: nothing ever moves a run out of them. A run is created AWAITING_APPROVAL (its
-kind needs an approval) or PENDING (``runtime/creation.py``).
+kind needs an approval) or PENDING (``runtime/creation.py``) — or RUNNING, already leased to the worker whose slot
+its parent's previous child frees (``creation.Lease``): from then on it moves like a claimed run.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ ALLOWED = ACTION_RUN.allowed
 TERMINAL = ACTION_RUN.terminal
 # Not terminal: a worker, an approver or the queue still has to move it.
 ACTIVE: frozenset[RunStatus] = frozenset(RunStatus) - TERMINAL
-CREATION_STATES: frozenset[RunStatus] = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.PENDING})
+CREATION_STATES: frozenset[RunStatus] = frozenset({RunStatus.AWAITING_APPROVAL, RunStatus.PENDING, RunStatus.RUNNING})
 
 
 def check_transition(current: RunStatus, target: RunStatus) -> None:

@@ -148,11 +148,20 @@ class Worker:
 
     async def _execute(self, control: RunControl) -> None:
         try:
-            await self.executor.execute(control)
-        except Exception:
-            # The executor records every outcome itself; reaching here means the database failed us while
-            # recording. The lease runs out and the watchdog re-queues the run.
-            log.exception("worker %s: run %s could not be recorded", self.name, control.run.id)
+            while True:
+                try:
+                    next_run = await self.executor.execute(control)
+                except Exception:
+                    # The executor records every outcome itself; reaching here means the database failed us while
+                    # recording. The lease runs out and the watchdog re-queues the run.
+                    log.exception("worker %s: run %s could not be recorded", self.name, control.run.id)
+                    return
+                self.in_flight.pop(control.run.id, None)
+                if next_run is None:
+                    return
+                # The run's parent handed its next child to this slot, already RUNNING under this worker's lease.
+                control = RunControl(next_run)
+                self.in_flight[next_run.id] = control
         finally:
             self.in_flight.pop(control.run.id, None)
             self._slot_freed()

@@ -13,6 +13,8 @@ in ``virtuousai.runtime``; a driver holds only
   BEGIN and COMMIT around it (two round trips fewer per batch); SQLite runs them in a transaction;
 - ``insert_ignoring_conflicts``: insert rows, skipping those a unique key already holds, and say which went in
   (``INSERT … ON CONFLICT DO NOTHING RETURNING``, a different construct in each dialect);
+- ``write_together``: several writes in one round trip (PostgreSQL: one statement of data-modifying CTEs, its
+  NOTIFYs included; SQLite: one by one, where a statement costs no round trip) — a pass writes all it changed so;
 - ``publish``: send wake-ups when the caller's transaction commits: to this process's subscribers at once, and to
   other processes (``NOTIFY``; nothing more on SQLite, whose other processes poll);
 - ``listen``: feed this process's ``WakeupHub`` from other processes (``LISTEN``; nothing to do on SQLite).
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -161,6 +163,22 @@ class ClaimEvents:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Many rows written by one statement: inserted into ``table``, or — with ``key`` — the rows that ``key``'s
+    columns find updated to the other columns' values, only where the ``guard`` columns still hold the given values
+    (what the writer read). Every row has the same columns."""
+
+    table: sa.Table
+    rows: Sequence[Mapping[str, Any]]
+    key: tuple[str, ...] = ()
+    guard: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self.rows[0]) if self.rows else ()
+
+
 class RunQueueDriver(Protocol):
     dialect: str
 
@@ -200,6 +218,14 @@ class RunQueueDriver(Protocol):
         columns a row already holds; returns the ``id`` of every row inserted."""
         ...
 
+    async def write_together(
+        self, session: AsyncSession, writes: Sequence[Rows], wakeups: Sequence[Wakeup] = ()
+    ) -> list[int]:
+        """Write ``writes`` in the caller's transaction, in order, and publish ``wakeups`` at its commit; returns
+        how many rows each write inserted or updated (a guarded update that found its row moved: 0). The writes of
+        one call must not depend on each other's rows (on PostgreSQL they are one statement: one snapshot)."""
+        ...
+
     async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
         """Deliver ``wakeups`` when the session's transaction commits (dropped if it rolls back): to this process's
         subscribers as the commit returns, and to other processes' (PostgreSQL: ``NOTIFY``)."""
@@ -232,6 +258,7 @@ def driver_for_session(session: AsyncSession) -> RunQueueDriver:
 __all__ = [
     "ClaimEvents",
     "ClaimedRun",
+    "Rows",
     "RunFinish",
     "RunQueueDriver",
     "Wakeup",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,6 +23,7 @@ from virtuousai.store.drivers import (
     CLAIM_RETURNING,
     ClaimedRun,
     ClaimEvents,
+    Rows,
     RunFinish,
     claim_params,
     in_claim_order,
@@ -123,7 +125,75 @@ SELECT id, pg_notify(:channel, wakeup)::text AS notified FROM moved
 NOTIFY_SQL = sa.text("SELECT count(pg_notify(:channel, payload)) FROM unnest(CAST(:payloads AS text[])) AS payload")
 
 
-def _json_or_none(doc: dict[str, Any] | None) -> str | None:
+# -- write_together: many rows per write, every write of a call in one statement ----------------------------------
+#
+#   WITH w0 AS (UPDATE t AS r SET c = v.c … FROM unnest(CAST(:w0_c AS type[]), …) AS v(…) WHERE r.k = v.k AND
+#               r.guard = :w0_g_guard RETURNING 1),
+#        w1 AS (INSERT INTO u (c, …) SELECT v.c, … FROM unnest(CAST(:w1_c AS type[]), …) AS v(…) RETURNING 1)
+#   SELECT (SELECT count(*) FROM w0), (SELECT count(*) FROM w1), (SELECT count(pg_notify(…)) FROM unnest(…))
+#
+# One array parameter per column, so the text depends only on the writes' shapes (tables, columns): it is built
+# and compiled once per shape, whatever the number of rows.
+
+Shape = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # table, columns, key, guard columns
+_TABLES: dict[str, sa.Table] = {}
+
+
+def _shape(write: Rows) -> Shape:
+    _TABLES[write.table.name] = write.table
+    return (write.table.name, write.columns, write.key, tuple(write.guard))
+
+
+@functools.cache
+def _array_type(column: sa.Column[Any]) -> tuple[str, Any, str]:
+    """The array type a column's values travel in, how a value is converted for it (None: as it is), and the
+    element's cast."""
+    kind = column.type
+    if isinstance(kind, sa.JSON):
+        return "text[]", _json_or_none, "::jsonb"
+    if isinstance(kind, UTCDateTime | sa.DateTime):
+        return "timestamptz[]", None, ""
+    if isinstance(kind, sa.Boolean):
+        return "boolean[]", None, ""
+    if isinstance(kind, sa.Integer):
+        return "bigint[]", None, ""
+    if isinstance(kind, sa.Float):
+        return "float8[]", None, ""
+    return "text[]", lambda value: None if value is None else str(getattr(value, "value", value)), ""
+
+
+@functools.cache
+def _together_statement(shapes: tuple[Shape, ...], notify: bool) -> sa.TextClause:
+    ctes: list[str] = []
+    counts: list[str] = []
+    for index, (name, columns, key, guard) in enumerate(shapes):
+        table = _TABLES[name]
+        types = {column: _array_type(table.c[column]) for column in columns}
+        arrays = ", ".join(f"CAST(:w{index}_{column} AS {types[column][0]})" for column in columns)
+        source = f"unnest({arrays}) AS v({', '.join(columns)})"
+        value = {column: f"v.{column}{types[column][2]}" for column in columns}
+        if key:
+            sets = ", ".join(f"{column} = {value[column]}" for column in columns if column not in key)
+            where = [f"r.{column} = v.{column}" for column in key]
+            where += [f"r.{column} = :w{index}_g_{column}" for column in guard]
+            body = f"UPDATE {name} AS r SET {sets} FROM {source} WHERE {' AND '.join(where)} RETURNING 1"
+        else:
+            selected = ", ".join(value.values())
+            body = f"INSERT INTO {name} ({', '.join(columns)}) SELECT {selected} FROM {source} RETURNING 1"
+        ctes.append(f"w{index} AS ({body})")
+        counts.append(f"(SELECT count(*) FROM w{index})")
+    if notify:
+        counts.append("(SELECT count(pg_notify(:channel, p)) FROM unnest(CAST(:payloads AS text[])) AS p)")
+    text = (f"WITH {', '.join(ctes)} " if ctes else "") + f"SELECT {', '.join(counts)}"
+    guards = [
+        sa.bindparam(f"w{index}_g_{column}", type_=_TABLES[name].c[column].type)
+        for index, (name, _, _, guard) in enumerate(shapes)
+        for column in guard
+    ]
+    return sa.text(text).bindparams(*guards)
+
+
+def _json_or_none(doc: Any) -> str | None:
     return None if doc is None else _json(doc)
 
 
@@ -200,6 +270,26 @@ class PostgresRunQueue:
             return set()
         stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(table.c.id)
         return set((await session.execute(stmt, list(rows))).scalars().all())
+
+    async def write_together(
+        self, session: AsyncSession, writes: Sequence[Rows], wakeups: Sequence[Wakeup] = ()
+    ) -> list[int]:
+        writes = [write for write in writes if write.rows] or list(writes[:0])
+        if not writes and not wakeups:
+            return []
+        statement = _together_statement(tuple(_shape(write) for write in writes), bool(wakeups))
+        params: dict[str, Any] = {"channel": CHANNEL, "payloads": [w.encode() for w in wakeups]}
+        for index, write in enumerate(writes):
+            for name in write.columns:
+                convert = _array_type(write.table.c[name])[1]
+                params[f"w{index}_{name}"] = (
+                    [convert(row[name]) for row in write.rows] if convert else [row[name] for row in write.rows]
+                )
+            for name, value in write.guard.items():
+                params[f"w{index}_g_{name}"] = value
+        row = (await session.execute(statement, params)).one()
+        publish_at_commit(session, hub_for(self.url), wakeups)
+        return [int(n) for n in row[: len(writes)]]
 
     async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
         # NOTIFY is transactional: listeners hear it at commit, never for a rolled-back change. This process hears

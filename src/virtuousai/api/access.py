@@ -1,3 +1,7 @@
+"""``/api/v1/me`` and the organization's API keys: the HTTP side of authentication itself (``orgs/`` holds the
+tenants, users, keys and ``authenticate``), so it lives with the API's dependencies that authenticate every request.
+"""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, status
