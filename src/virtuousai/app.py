@@ -21,6 +21,7 @@ from virtuousai.automations.router import runs_router as automation_runs_router
 from virtuousai.automations.router import templates_router as template_instantiation_router
 from virtuousai.config import Settings
 from virtuousai.connections.router import router as connections_router
+from virtuousai.data.engine import LakeQueryEngine
 from virtuousai.data.router import router as data_router
 from virtuousai.llm.router import router as models_router
 from virtuousai.orgs.router import router as orgs_router
@@ -73,11 +74,14 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         await services.start()
         # Keys verified a moment ago are forgotten when access changes, here or (on PostgreSQL) in any process.
         forget_on_access_change = services.runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
+        # Lake queries: their query processes start with the first query and are stopped here.
+        app.state.lake_engine = LakeQueryEngine.from_settings(settings)
         try:
             yield
         finally:
             forget_on_access_change()
             await services.stop()
+            app.state.lake_engine.close()
             await engine.dispose()
 
     app = FastAPI(
