@@ -12,6 +12,7 @@ from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
 from virtuousai.agents.router import router as agents_router
 from virtuousai.agents.router import tools_router
+from virtuousai.api.body_limit import BodyLimitMiddleware
 from virtuousai.api.deps import get_principal, reject_nul_characters
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
@@ -31,6 +32,9 @@ from virtuousai.store.engine import make_engine, make_sessionmaker
 from virtuousai.templates.router import router as templates_router
 
 API_PREFIX = "/api/v1"
+# Routes whose bodies may be larger than VAI_MAX_BODY_BYTES: {path prefix: bytes} (api/body_limit.py). None yet:
+# a file upload would name itself here.
+LARGER_BODIES: dict[str, int] = {}
 
 
 def build_api_router() -> APIRouter:
@@ -93,7 +97,8 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
     app.state.settings = settings
     app.state.worker_count = workers
     app.state.verified_keys = VerifiedKeys(settings.auth_cache_ttl_s)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, larger=LARGER_BODIES)
+    app.add_middleware(RequestIdMiddleware)  # added last: the outermost, so even a 413 carries the request id
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(build_api_router())

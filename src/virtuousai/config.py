@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         default="auto",
         description="The event loop of vai processes: auto is uvloop where it exists (Linux, macOS), else asyncio.",
     )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads; larger ones answer 413 before they are read whole.",
+    )
     auth_cache_ttl_s: float = Field(
         default=5.0,
         ge=0,
