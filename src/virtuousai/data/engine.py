@@ -137,6 +137,11 @@ class LakeQueryEngine:
         lake = self.lake(tenant_id)
         return open_locked_connection(lake, lake.manifests(), self.limits)
 
+    def warm(self) -> int:
+        """Have a query process ready now (it starts in ~0.6 s) rather than within the first query's time; its id
+        (the next query runs there)."""
+        return self._pool.warm()
+
     def process_ids(self) -> list[int]:
         """The running query processes (for tests and operators)."""
         return self._pool.pids()

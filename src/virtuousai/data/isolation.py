@@ -84,7 +84,7 @@ class CallCancelled(Exception):
 class QueryProcess:
     """One query process, used by one caller at a time (``QueryProcessPool`` hands it out)."""
 
-    def __init__(self, config: dict[str, Any], death_pipe: Callable[[], int], max_instances: int) -> None:
+    def __init__(self, config: dict[str, Any], death_pipe: _DeathPipe, max_instances: int) -> None:
         self._config = config
         self._death_pipe = death_pipe
         self._max_instances = max_instances
@@ -106,7 +106,7 @@ class QueryProcess:
         import socket
 
         parent_end, child_end = socket.socketpair()
-        death_fd = self._death_pipe()
+        death_fd = self._death_pipe.read_end()
         env = dict(os.environ)
         package_root = str(Path(virtuousai.__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -144,21 +144,24 @@ class QueryProcess:
         """Send one request and return the answer's header and body; raise what the process reported.
 
         ``deadline`` (monotonic) is when the query must be over: the process interrupts it then, and this kills
-        the process ``kill_grace_s`` of the request's ``limit_s`` later if no answer has come. A process that is
-        still starting moves the deadline by the time its start takes.
+        the process ``kill_grace_s`` of the request's ``limit_s`` later if no answer has come.
         """
         limit_s = float(request["limit_s"])
         self.start()
         if not self._ready:
-            # A process that is still starting (the first query after boot, or the one after a kill) is waited for
-            # outside the query's time: its limit is for the query, not for the server's own start-up.
-            waiting_since = time.monotonic()
-            if not self._wait(self._started_at + START_TIMEOUT_S, cancelled):
+            # A process still starting (the first query after boot, the one right after a kill) is waited for
+            # within the query's deadline, so every query is answered within its limit plus the grace.
+            started_by = self._started_at + START_TIMEOUT_S
+            if not self._wait(min(deadline, started_by), cancelled):
+                if time.monotonic() < started_by:
+                    raise QueryTimedOut.at(
+                        list(request["loc"]),
+                        f"the query could not run within its {limit_s:g} s: its query process was still starting",
+                    )
                 self._kill(f"did not start within {START_TIMEOUT_S:g} s")
                 raise QueryFailed.at(list(request["loc"]), "no query process could be started; see the server log")
             self._receive(request)  # the "ready" line
             self._ready = True
-            deadline += time.monotonic() - waiting_since
         conn = self._connection()
         request = {**request, "timeout_s": max(0.001, deadline - time.monotonic())}
         try:
@@ -171,15 +174,34 @@ class QueryProcess:
                 list(request["loc"]), f"the query ran longer than {limit_s:g} s and its process was stopped"
             )
         header, body = self._receive(request)
-        self.tenants[request["tenant"]] = None
-        self.tenants.move_to_end(request["tenant"])
-        while len(self.tenants) > self._max_instances:
-            self.tenants.popitem(last=False)
+        if request["op"] != "ping":
+            self.tenants[request["tenant"]] = None
+            self.tenants.move_to_end(request["tenant"])
+            while len(self.tenants) > self._max_instances:
+                self.tenants.popitem(last=False)
         if header.get("recycle"):
             self._kill("asked to be replaced after running out of memory")
         if not header["ok"]:
             raise _reported_error(header)
         return header, body
+
+    @property
+    def started(self) -> bool:
+        return self._popen is not None
+
+    def is_ready(self) -> bool:
+        """Whether it has started and said so (reading its "ready" line if it waits to be read); never blocks."""
+        if self._ready:
+            return True
+        if self._conn is None or not self._conn.poll(0):
+            return False
+        try:
+            self._conn.recv_bytes(_ENVELOPE_BYTES)
+        except (EOFError, OSError):  # it ended while starting: the next use starts it again
+            self.stop()
+            return False
+        self._ready = True
+        return True
 
     def stop(self) -> None:
         """Kill the process (if any) and wait for it."""
@@ -215,7 +237,7 @@ class QueryProcess:
         except OSError:  # a longer message than an answer may be (the process checks first): not to be trusted
             self._kill("sent a longer answer than allowed")
             raise QueryMemoryExceeded.at(
-                list(request["loc"]), f"the query's answer was longer than the {max_bytes / 1e6:g} MB allowed"
+                list(request["loc"]), f"the query's answer was longer than the {max_bytes / 2**20:.1f} MiB allowed"
             ) from None
         line, _, body = message.partition(b"\n")
         header: dict[str, Any] = json.loads(line)
@@ -259,12 +281,31 @@ class QueryProcess:
         self.tenants.clear()
 
 
-def _stop_all(processes: list[QueryProcess], death: list[tuple[int, int]]) -> None:
+class _DeathPipe:
+    """A pipe only the API process writes to (it never does): its query processes read it and exit at its end,
+    which comes when the API process does, however it ends."""
+
+    def __init__(self) -> None:
+        self._fds: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def read_end(self) -> int:
+        with self._lock:
+            if self._fds is None:
+                self._fds = os.pipe()
+            return self._fds[0]
+
+    def close(self) -> None:
+        with self._lock:
+            fds, self._fds = self._fds, None
+        for fd in fds or ():
+            os.close(fd)
+
+
+def _stop_all(processes: list[QueryProcess], death_pipe: _DeathPipe) -> None:
     for process in processes:
         process.stop()
-    while death:
-        for fd in death.pop():
-            os.close(fd)
+    death_pipe.close()
 
 
 def _signal_name(number: int) -> str:
@@ -309,17 +350,15 @@ class QueryProcessPool:
             "address_space_allowance": address_space_allowance(limits),
             "max_instances": max_instances,
         }
-        self._processes = [QueryProcess(config, self._death_read_end, max_instances) for _ in range(processes)]
+        self._death_pipe = _DeathPipe()
+        self._processes = [QueryProcess(config, self._death_pipe, max_instances) for _ in range(processes)]
         self._per_tenant = max(1, processes - 1)
         self._lock = threading.Lock()
         self._free: list[QueryProcess] = list(self._processes)
         self._held: Counter[str] = Counter()
         self._waiters: deque[_Waiter] = deque()
-        # A pipe only this process writes to; its children read it. In a list, so the finalizer sees its changes.
-        self._death: list[tuple[int, int]] = []
-        self._death_lock = threading.Lock()
         # An engine dropped without close() still stops its processes (when collected, or at interpreter exit).
-        self._finalizer = weakref.finalize(self, _stop_all, self._processes, self._death)
+        self._finalizer = weakref.finalize(self, _stop_all, self._processes, self._death_pipe)
 
     def call(
         self,
@@ -350,32 +389,45 @@ class QueryProcessPool:
             else:  # the caller was cancelled: the process is given back once its exchange is over
                 exchange.add_done_callback(lambda done: self._give_back_after(done, process, tenant_id))
 
+    def warm(self) -> int:
+        """Start a process (and the spare) now and wait until it is ready; its id. The next query runs on it."""
+        request = {"op": "ping", "tenant": "", "loc": [], "limit_s": START_TIMEOUT_S}
+        header, _ = self.call("", request, deadline=time.monotonic() + START_TIMEOUT_S)
+        return int(header["pid"])
+
     def pids(self) -> list[int]:
         """The running query processes' ids (for tests and operators)."""
         return [pid for pid in (p.pid for p in self._processes) if pid is not None]
 
     def close(self) -> None:
         """Kill every query process. The pool stays usable: the next call starts processes again."""
-        with self._death_lock:
-            _stop_all(self._processes, self._death)
+        _stop_all(self._processes, self._death_pipe)
 
     # -- internals ------------------------------------------------------------------------------------------
-
-    def _death_read_end(self) -> int:
-        with self._death_lock:
-            if not self._death:
-                self._death.append(os.pipe())
-            return self._death[0][0]
 
     def _grab(self, tenant_id: str) -> QueryProcess | None:
         """A free process for this organization, if it may have one (call with the lock held)."""
         if not self._free or self._held[tenant_id] >= self._per_tenant:
             return None
-        # The most recently used process that holds this organization's DuckDB instance, else the most recent:
-        # processes that are not needed are never started.
-        index = next((i for i in reversed(range(len(self._free))) if tenant_id in self._free[i].tenants), -1)
+
+        # A ready process that holds this organization's DuckDB instance, else a ready one nobody has used, else
+        # one that is starting, and only then one warm for other organizations (so a burst of one organization,
+        # whose processes were just replaced, does not take the process the others are served by); among equals
+        # the most recently used.
+        def rank(index: int) -> tuple[bool, bool, bool, bool, int]:
+            process = self._free[index]
+            ready = process.is_ready()
+            mine = tenant_id in process.tenants
+            return (ready and mine, ready and not process.tenants, process.started and not ready, ready, index)
+
+        index = max(range(len(self._free)), key=rank)
         self._held[tenant_id] += 1
-        return self._free.pop(index)
+        process = self._free.pop(index)
+        # One spare process is kept starting or started while there is room, so a burst (or the query after a
+        # kill) rarely waits for a start-up; processes beyond that start only when needed.
+        if self._free and not any(p.started for p in self._free):
+            self._free[0].start()
+        return process
 
     def _take(self, tenant_id: str, deadline: float, request: dict[str, Any]) -> QueryProcess:
         event = threading.Event()
@@ -505,6 +557,8 @@ def _serve(config: dict[str, Any], conn: Connection) -> None:
     conn.send_bytes(json.dumps({"ok": True, "ready": True, "pid": os.getpid(), "address_space": ceiling}).encode())
 
     def answer(request: dict[str, Any]) -> bytes:
+        if request["op"] == "ping":
+            return json.dumps({"ok": True, "pid": os.getpid()}).encode() + b"\n"
         statement = Statement(
             tenant_id=str(request["tenant"]),
             sql=str(request["sql"]),
@@ -522,8 +576,8 @@ def _serve(config: dict[str, Any], conn: Connection) -> None:
         if len(body) > limits.result_max_bytes:
             raise QueryMemoryExceeded.at(
                 list(statement.loc),
-                f"the result is {len(body) / 1e6:.1f} MB of JSON, more than the {limits.result_max_bytes / 1e6:g} MB "
-                "a query may return: select fewer rows or columns",
+                f"the result is {len(body) / 2**20:.1f} MiB of JSON, more than the "
+                f"{limits.result_max_bytes / 2**20:.1f} MiB a query may return: select fewer rows or columns",
             )
         header = {
             "ok": True,
