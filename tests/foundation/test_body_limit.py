@@ -1,20 +1,26 @@
 """Request bodies over VAI_MAX_BODY_BYTES answer 413 before they are read whole, declared or streamed.
 
 In process (httpx's ASGI transport pulls the body from the generator only as the app reads it, so the count of
-chunks handed out is what the server read); tests/data/test_query_isolation.py does the same against `vai serve`.
+chunks handed out is what the server read), then against a real `vai serve` over a socket.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import select
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import OrgHandle
+from tests.foundation.test_serve_smoke import VAI, Server, start_server, vai_env
 from virtuousai.config import Settings
+
+__all__ = ["start_server"]  # the fixture, used by name below
 
 LIMIT = 1024 * 1024
 CHUNK = 64 * 1024
@@ -100,3 +106,62 @@ async def test_the_limit_holds_before_authentication_and_on_every_route(client: 
     for path in ("/api/v1/query", "/api/v1/connections", "/api/v1/automations", "/healthz"):
         response = await client.post(path, content=b"{" + b" " * LIMIT + b"}")
         _assert_413(response)
+
+
+# --- against `vai serve` (uvicorn, httptools): the same, on a real socket -------------------------------------
+
+
+def _answer_once_readable(sock: socket.socket, payload: Iterator[bytes]) -> tuple[int, bytes]:
+    """Send ``payload`` piece by piece until the server answers; the bytes sent by then and the answer's head."""
+    sent = 0
+    for piece in payload:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if readable:
+            break
+        try:
+            sock.sendall(piece)
+        except (BrokenPipeError, ConnectionResetError):  # the server closed: its answer is waiting
+            break
+        sent += len(piece)
+    sock.settimeout(30)
+    return sent, sock.recv(65536)
+
+
+def _pieces(total: int, size: int, *, chunked: bool) -> Iterator[bytes]:
+    for _ in range(total // size):
+        data = b" " * size
+        yield (f"{size:x}\r\n".encode() + data + b"\r\n") if chunked else data
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_vai_serve_answers_413_before_a_50_mb_body_is_sent_whole(
+    tmp_path: Path, start_server: Callable[..., Server], chunked: bool
+) -> None:
+    env = vai_env(tmp_path / "var")
+    server = start_server(env)
+    org = json.loads(
+        subprocess.run(
+            [VAI, "org", "create", "Big Co", "--owner-email", "big@example.com", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+    total = 50 * 1024 * 1024
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}"
+    head = (
+        f"POST {RUNS} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {org['api_key']}\r\n"
+        f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head)
+        sent, answer = _answer_once_readable(sock, _pieces(total, 256 * 1024, chunked=chunked))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"body-too-large" in answer or b"content-length" in answer.lower()
+    # The default 4 MiB limit, plus what the two sockets' kernel buffers hold on loopback (a few MB).
+    assert sent < 16 * 1024 * 1024 < total, sent
+    with httpx.Client(base_url=server.url, trust_env=False) as http:
+        assert http.get(RUNS, headers={"Authorization": f"Bearer {org['api_key']}"}).json()["items"] == []
+    server.stop_cleanly()
