@@ -512,12 +512,16 @@ class QueryProcessPool:
 # --- the query process's side ---------------------------------------------------------------------------------
 
 
-def _address_space() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmSize in /proc/self/status")
+def _address_space() -> int | None:
+    """This process's address space in bytes (None where there is no /proc: not Linux)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _exit_when_parent_dies(death_fd: int) -> None:
@@ -542,17 +546,24 @@ def _serve(config: dict[str, Any], conn: Connection) -> None:
     # The address-space ceiling: what this process holds once DuckDB is set up, room for each organization's
     # instance (measured here: the second of two probe instances; the first also sets up DuckDB's allocator), and
     # the allowance for one query. Set once, as soft and hard limit: nothing here can raise it again.
+    # Where the size cannot be read (not Linux: macOS does not enforce RLIMIT_AS either), only the time bound
+    # and DuckDB's own limit hold; the process says so on stderr.
     first = duckdb.connect(config=duckdb_config(limits))
     first.execute("SELECT 1").fetchall()
     settled = _address_space()
     second = duckdb.connect(config=duckdb_config(limits))
     second.execute("SELECT 1").fetchall()
-    per_instance = max(_address_space() - settled, 16 * 1024 * 1024)
+    grown = _address_space()
     second.close()
     first.close()
     max_instances = int(config["max_instances"])
-    ceiling = settled + max_instances * per_instance + int(config["address_space_allowance"])
-    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+    ceiling: int | None = None
+    if settled is not None and grown is not None:
+        per_instance = max(grown - settled, 16 * 1024 * 1024)
+        ceiling = settled + max_instances * per_instance + int(config["address_space_allowance"])
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+    else:
+        print("vai query process: no /proc/self/status, so no address-space limit", file=sys.stderr)
     lake = LockedLake(Path(config["lake_dir"]), limits, max_instances=max_instances)
     conn.send_bytes(json.dumps({"ok": True, "ready": True, "pid": os.getpid(), "address_space": ceiling}).encode())
 
