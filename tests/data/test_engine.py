@@ -129,11 +129,10 @@ def test_row_cap_truncates_and_says_so(lakes: Lakes) -> None:
 
 
 def test_a_slow_query_is_interrupted_at_the_time_limit(tmp_path: Path) -> None:
-    with (
-        closing(LakeQueryEngine(tmp_path / "lake", QueryLimits(timeout_s=0.3, threads=1))) as engine,
-        pytest.raises(QueryTimedOut, match=r"longer than 0\.3 s"),
-    ):
-        engine.query("org_a", "SELECT count(*) FROM range(100000000000) a(x) WHERE x % 7 = 3")
+    with closing(LakeQueryEngine(tmp_path / "lake", QueryLimits(timeout_s=0.3, threads=1))) as engine:
+        engine.warm()  # the limit counts a process's start-up (~0.6 s), which is not what this is about
+        with pytest.raises(QueryTimedOut, match=r"longer than 0\.3 s"):
+            engine.query("org_a", "SELECT count(*) FROM range(100000000000) a(x) WHERE x % 7 = 3")
 
 
 def test_unknown_tables_and_columns_are_named(lakes: Lakes) -> None:

@@ -11,7 +11,7 @@ a small pool of query processes, and the bounds are the kernel's:
   answers ``query-memory`` and the process carries on (after a ``MemoryError`` it is replaced). If the process
   dies instead (the kernel's OOM killer, an abort), the query answers ``query-memory`` too and it is replaced.
 - **time**: the process interrupts its own query at the deadline (the polite stop, which keeps the process and
-  its DuckDB instances); the parent kills the process at the deadline plus a grace of a quarter of the limit (at
+  its DuckDB instances); the parent kills the process at the deadline plus a grace of a fifth of the limit (at
   most 2 s) if no answer has come by then, answers ``query-timeout`` and starts a replacement.
 - **results**: a query process sends at most ``result_max_bytes`` of JSON rows (more: ``query-memory``), so the
   API process never holds more than that per query.
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 # then answers first for what it manages (hash tables, sorts); the address-space limit catches the rest.
 ADDRESS_SPACE_FACTOR = 1.5
 ADDRESS_SPACE_SLACK = 256 * 1024 * 1024
-KILL_GRACE_FRACTION = 0.25  # of the time limit, at most KILL_GRACE_MAX_S: how late the parent kills
+KILL_GRACE_FRACTION = 0.2  # of the time limit, at most KILL_GRACE_MAX_S: how late the parent kills
 KILL_GRACE_MAX_S = 2.0
 START_TIMEOUT_S = 60.0  # a process that has not said "ready" by then is killed
 CANCEL_POLL_S = 0.05  # how often a cancellable call (a transform) looks at its cancellation
