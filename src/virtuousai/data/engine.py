@@ -137,9 +137,9 @@ class LakeQueryEngine:
         lake = self.lake(tenant_id)
         return open_locked_connection(lake, lake.manifests(), self.limits)
 
-    def warm(self) -> int:
-        """Have a query process ready now (it starts in ~0.6 s) rather than within the first query's time; its id
-        (the next query runs there)."""
+    def warm(self) -> list[int]:
+        """Have every query process ready now (each starts in ~0.6 s) rather than within the first queries' time;
+        their ids."""
         return self._pool.warm()
 
     def process_ids(self) -> list[int]:

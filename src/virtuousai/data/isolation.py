@@ -389,11 +389,19 @@ class QueryProcessPool:
             else:  # the caller was cancelled: the process is given back once its exchange is over
                 exchange.add_done_callback(lambda done: self._give_back_after(done, process, tenant_id))
 
-    def warm(self) -> int:
-        """Start a process (and the spare) now and wait until it is ready; its id. The next query runs on it."""
+    def warm(self) -> list[int]:
+        """Start every process now and wait until each is ready (rather than within queries' time); their ids."""
+        deadline = time.monotonic() + START_TIMEOUT_S
         request = {"op": "ping", "tenant": "", "loc": [], "limit_s": START_TIMEOUT_S}
-        header, _ = self.call("", request, deadline=time.monotonic() + START_TIMEOUT_S)
-        return int(header["pid"])
+        taken: list[tuple[str, QueryProcess]] = []
+        try:
+            for index in range(len(self._processes)):  # each under its own name, so all can be held at once
+                name = f"warm:{index}"
+                taken.append((name, self._take(name, deadline, request)))
+            return [int(process.exchange(request, deadline=deadline)[0]["pid"]) for _, process in taken]
+        finally:
+            for name, process in taken:
+                self._give_back(process, name)
 
     def pids(self) -> list[int]:
         """The running query processes' ids (for tests and operators)."""
