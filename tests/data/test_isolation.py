@@ -26,12 +26,12 @@ from tests.data.isolation_helpers import (
     status_kb,
     wait_until,
 )
-from virtuousai.actions.context import Cancelled
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits, QueryMemoryExceeded, QueryTimedOut
 from virtuousai.data.errors import QueriesBusy
 from virtuousai.data.isolation import address_space_allowance, kill_grace_s
 from virtuousai.data.kinds import SqlTransformInput, sql_transform
 from virtuousai.data.lake import TableRef, TenantLake
+from virtuousai.runtime.context import Cancelled
 
 # A native call DuckDB cannot interrupt: building one ~600 MB string takes seconds (~150 MB/s on this machine).
 LONG_NATIVE_CALL = "SELECT length(repeat('x', 600000000)) AS n"

@@ -7,7 +7,7 @@ read that goes past the limit raises ``BodyTooLarge``, which FastAPI passes on u
 chunk of the body, and the connection is closed after the answer (the rest of the body is never read).
 
 The limit is ``VAI_MAX_BODY_BYTES`` on every route. A route that must take more (a file upload) names its path
-prefix and its own limit in ``LARGER_BODIES`` (``api/app.py``); none does today.
+prefix and its own limit in ``LARGER_BODIES`` (``virtuousai/app.py``); none does today.
 """
 
 from __future__ import annotations
