@@ -3,7 +3,7 @@
 1. A 1,000,000-row SQLite table → bronze parquet through the ``dlt_extract`` kind, against plain dlt doing the same
    (same source, pyarrow backend, filesystem destination, parquet). Target: at least 0.9 of plain dlt's rows per second,
    from the medians of ``VAI_BENCH_EXTRACT_ROUNDS`` (default 5) rounds whose order alternates.
-2. A group-by over 10,000,000 rows: the guard plus the locked, pooled DuckDB (``LakeQueryEngine.query``) and the
+2. A group-by over 10,000,000 rows: the guard plus a query process's locked DuckDB (``LakeQueryEngine.query``) and the
    whole ``POST /api/v1/query`` (HTTP, auth, guard, execute) against raw DuckDB over the same parquet files, with the
    same thread count and memory limit. Target: ≤ 5 % or ≤ 2 ms overhead, read off the median per-round difference.
    ``POST /api/v1/query`` is measured twice: in this process through httpx's ASGI transport (which also counts
@@ -373,7 +373,7 @@ def _query_bench(work: Path) -> QueryBench:
     return QueryBench(
         rows=[
             row(f"raw DuckDB group-by, 10M rows, {limits.threads} threads (anchor)", "raw"),
-            row("guard + locked pooled DuckDB (LakeQueryEngine.query)", "engine"),
+            row("guard + query process (LakeQueryEngine.query)", "engine"),
             row("POST /api/v1/query in process (httpx ASGI)", "http"),
             row("POST /api/v1/query to vai serve on loopback", "served"),
         ],

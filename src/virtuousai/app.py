@@ -13,6 +13,7 @@ from virtuousai.actions.router import router as actions_router
 from virtuousai.agents.router import router as agents_router
 from virtuousai.agents.router import tools_router
 from virtuousai.api.access import router as access_router
+from virtuousai.api.body_limit import BodyLimitMiddleware
 from virtuousai.api.deps import get_principal, reject_nul_characters
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
@@ -22,6 +23,7 @@ from virtuousai.automations.router import runs_router as automation_runs_router
 from virtuousai.automations.router import templates_router as template_instantiation_router
 from virtuousai.config import Settings
 from virtuousai.connections.router import router as connections_router
+from virtuousai.data.engine import LakeQueryEngine
 from virtuousai.data.router import router as data_router
 from virtuousai.llm.router import router as models_router
 from virtuousai.orgs.verified_keys import VerifiedKeys
@@ -30,6 +32,9 @@ from virtuousai.store.engine import make_engine, make_sessionmaker
 from virtuousai.templates.router import router as templates_router
 
 API_PREFIX = "/api/v1"
+# Routes whose bodies may be larger than VAI_MAX_BODY_BYTES: {path prefix: bytes} (api/body_limit.py). None yet:
+# a file upload would name itself here.
+LARGER_BODIES: dict[str, int] = {}
 
 
 def build_api_router() -> APIRouter:
@@ -73,11 +78,14 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         await services.start()
         # Keys verified a moment ago are forgotten when access changes, here or (on PostgreSQL) in any process.
         forget_on_access_change = services.runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
+        # Lake queries: their query processes start with the first query and are stopped here.
+        app.state.lake_engine = LakeQueryEngine.from_settings(settings)
         try:
             yield
         finally:
             forget_on_access_change()
             await services.stop()
+            app.state.lake_engine.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -89,7 +97,8 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
     app.state.settings = settings
     app.state.worker_count = workers
     app.state.verified_keys = VerifiedKeys(settings.auth_cache_ttl_s)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, larger=LARGER_BODIES)
+    app.add_middleware(RequestIdMiddleware)  # added last: the outermost, so even a 413 carries the request id
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(build_api_router())

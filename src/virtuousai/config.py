@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from virtuousai.sizes import parse_size
+
 # The event loop of every vai process (``virtuousai/eventloop.py``): auto (uvloop where it exists), uvloop, asyncio.
 LoopChoice = Literal["auto", "uvloop", "asyncio"]
 
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
         default="auto",
         description="The event loop of vai processes: auto is uvloop where it exists (Linux, macOS), else asyncio.",
     )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API reads; larger ones answer 413 before they are read whole.",
+    )
     auth_cache_ttl_s: float = Field(
         default=5.0,
         ge=0,
@@ -53,14 +60,39 @@ class Settings(BaseSettings):
     # Data: lake queries and extraction. docs/data.md explains each knob.
     query_row_cap: int = Field(default=10_000, ge=1, description="Most rows POST /query (and agents) return.")
     query_timeout_s: float = Field(default=30.0, gt=0, description="Lake queries are interrupted after this long.")
-    query_threads: int = Field(default=2, ge=1, description="DuckDB threads per lake query engine.")
-    query_memory_limit: str = Field(default="1GB", description="DuckDB memory limit per lake query engine.")
+    query_threads: int = Field(default=2, ge=1, description="DuckDB threads per lake query.")
+    query_memory_limit: str = Field(
+        default="1GB",
+        description="DuckDB memory limit of a lake query; its query process's address space is capped at its start "
+        "plus 1.5 times this plus 256 MB (and room for its organizations' DuckDB instances).",
+    )
+    query_processes: int = Field(
+        default=3,
+        ge=1,
+        description="Query processes per vai process: each runs one lake query at a time; one organization holds at "
+        "most all but one.",
+    )
+    query_result_max_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Most bytes of JSON rows one lake query may return."
+    )
     transform_row_cap: int = Field(default=50_000_000, ge=1, description="Most rows one sql_transform may write.")
+    transform_timeout_s: float = Field(
+        default=3600.0, gt=0, description="A sql_transform's query is stopped (its process killed) after this long."
+    )
+    transform_memory_limit: str = Field(
+        default="4GB", description="DuckDB memory limit of a sql_transform (its own process, capped the same way)."
+    )
     filesystem_source_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(),
         description="Folders dlt_extract's filesystem source may read (each organization's own "
         "<data_dir>/files/<org> is always allowed); comma-separated in env.",
     )
+
+    @field_validator("query_memory_limit", "transform_memory_limit")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        parse_size(value)  # a ValueError names the value
+        return value
 
     @field_validator("filesystem_source_roots", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,6 @@ async def test_the_demo_etl_runs_offline_end_to_end(tmp_path: Path) -> None:
     add_orders(shop_path(data_dir), 40)
     again = await _run_etl(ctx)
     assert again["extract_orders"].rows["orders"] == 40
-    engine = LakeQueryEngine(data_dir / "lake", QueryLimits(threads=1))
-    (count,) = engine.query(ctx.tenant_id, "SELECT count(DISTINCT order_id) FROM silver.shop.orders_clean").rows[0]
+    with closing(LakeQueryEngine(data_dir / "lake", QueryLimits(threads=1))) as engine:
+        (count,) = engine.query(ctx.tenant_id, "SELECT count(DISTINCT order_id) FROM silver.shop.orders_clean").rows[0]
     assert count > 0

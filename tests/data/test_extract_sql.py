@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,10 @@ async def test_replace_and_merge_dispositions(tmp_path: Path) -> None:
         ctx, connection="c", dataset="shop", source=full, write_disposition="merge", primary_key={"orders": ["id"]}
     )
     assert merged.tables[0].total_rows == 21
-    engine = LakeQueryEngine(ctx.data_dir / "lake", QueryLimits(threads=1))
-    result = engine.query(
-        ctx.tenant_id, "SELECT count(*) FILTER (amount = -1), count(DISTINCT id) FROM bronze.shop.orders"
-    )
+    with closing(LakeQueryEngine(ctx.data_dir / "lake", QueryLimits(threads=1))) as engine:
+        result = engine.query(
+            ctx.tenant_id, "SELECT count(*) FILTER (amount = -1), count(DISTINCT id) FROM bronze.shop.orders"
+        )
     assert result.rows == [[5, 21]]
 
 
@@ -109,8 +110,8 @@ async def test_schema_evolves_and_freeze_refuses_a_new_column(tmp_path: Path) ->
     evolved = await _extract(ctx, connection="c", dataset="shop", source=INCREMENTAL)
     (change,) = evolved.schema_changes
     assert change.table == "orders" and [c.name for c in change.added] == ["channel"]
-    engine = LakeQueryEngine(ctx.data_dir / "lake", QueryLimits(threads=1))
-    rows = engine.query(ctx.tenant_id, "SELECT count(channel), count(*) FROM bronze.shop.orders").rows
+    with closing(LakeQueryEngine(ctx.data_dir / "lake", QueryLimits(threads=1))) as engine:
+        rows = engine.query(ctx.tenant_id, "SELECT count(channel), count(*) FROM bronze.shop.orders").rows
     assert rows == [[5, 15]]
 
     _sqlite_source(source, range(16, 21), extra_column="coupon")

@@ -34,6 +34,7 @@ from virtuousai.data.engine import (
 )
 from virtuousai.data.guard import SqlRejected, UnknownTable, guard_sql
 from virtuousai.data.lake import TenantLake
+from virtuousai.data.locked import LockedLake, Statement
 from virtuousai.data.models import QueryResponse
 
 # One column of every type the Arrow path takes, with the awkward values: NULLs, NaN and ±inf, extremes,
@@ -129,11 +130,24 @@ def test_an_out_of_range_date_past_the_first_rows_comes_from_duckdbs_rows(engine
     assert rows[-1] == [n - 1, "9999-12-31"]
 
 
-def test_the_arrow_path_comes_without_duckdbs_copy_warning(engine: LakeQueryEngine, recwarn: Any) -> None:
+def _statement(sql: str) -> Statement:
+    guarded = guard_sql(sql)
+    return Statement("org_a", guarded.limited_sql(10_001), guarded.tables, guarded.loc, timeout_s=5, limit_s=5)
+
+
+@pytest.fixture
+def locked(engine: LakeQueryEngine) -> Any:
+    """The locked DuckDB in this process, as a query process runs it."""
+    lake = LockedLake(engine.lake_dir, engine.limits)
+    yield lake
+    lake.close()
+
+
+def test_the_arrow_path_comes_without_duckdbs_copy_warning(locked: LockedLake, recwarn: Any) -> None:
     # Past the Python-row head the engine reads Arrow off the cursor it executed on (one bind), which DuckDB
     # answers with a UserWarning about an extra copy. recwarn records every warning ("always"), so this sees one if
     # the engine's filter is off.
-    result = engine.query("org_a", MIXED_ROWS.format(n=2 * MIXED_HEAD))
+    result = locked.rows(_statement(MIXED_ROWS.format(n=2 * MIXED_HEAD)))
     assert len(result.rows) == 2 * MIXED_HEAD
     assert [str(w.message) for w in recwarn] == []
 
@@ -202,12 +216,21 @@ def test_the_watchdog_thread_ends_when_idle_and_comes_back() -> None:
     assert _wait_for(lambda: not deadlines.watching)
 
 
-def test_queries_share_one_watchdog_thread(engine: LakeQueryEngine) -> None:
+def test_queries_share_one_watchdog_thread(locked: LockedLake) -> None:
+    locked.rows(_statement("SELECT 1"))
+    assert locked._deadlines.watching
+    before = {t.ident for t in threading.enumerate()}
+    for _ in range(20):
+        locked.rows(_statement("SELECT count(*) FROM bronze.shop.orders"))
+    assert {t.ident for t in threading.enumerate()} <= before  # no thread per query
+
+
+def test_the_api_process_starts_no_thread_per_query(engine: LakeQueryEngine) -> None:
     engine.query("org_a", "SELECT 1")
     before = {t.ident for t in threading.enumerate()}
     for _ in range(20):
         engine.query("org_a", "SELECT count(*) FROM bronze.shop.orders")
-    assert {t.ident for t in threading.enumerate()} <= before  # no thread per query
+    assert {t.ident for t in threading.enumerate()} <= before
 
 
 # --- the LIMIT wrapper ----------------------------------------------------------------------------------------

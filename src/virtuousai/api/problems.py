@@ -85,6 +85,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "The caller's role may not do this",
         404: "No such resource in this organization",
         409: "Conflicts with the current state",
+        413: "The request body is larger than the server accepts (`VAI_MAX_BODY_BYTES`)",
         422: "Invalid fields, with their paths in `errors`",
     }.items()
 }
@@ -128,11 +129,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
         exc.status_code, "http-error"
     )
+    title = str(exc.detail) if exc.status_code < 500 else "Error"
+    if exc.status_code == 413:  # api/body_limit.py: a body that went past the limit while it streamed in
+        slug, title = "body-too-large", "Request body too large"
     return problem_response(
         request,
         exc.status_code,
         slug,
-        str(exc.detail) if exc.status_code < 500 else "Error",
+        title,
         str(exc.detail),
         headers=dict(exc.headers) if exc.headers else None,
     )

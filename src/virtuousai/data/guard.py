@@ -30,8 +30,11 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from virtuousai.data.errors import SqlRejected, UnknownTable
 from virtuousai.data.lake import LAYERS, NAME_PATTERN, TableRef
-from virtuousai.errors import FieldError, ValidationFailed
+from virtuousai.errors import FieldError
+
+__all__ = ["GuardedQuery", "SqlRejected", "UnknownTable", "guard_sql"]
 
 # sqlglot warns on every statement it falls back to parsing as a Command; the guard refuses those anyway.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -161,18 +164,6 @@ FORBIDDEN_FUNCTION_PREFIXES: tuple[str, ...] = (
 ALLOWED_TABLE_FUNCTIONS: frozenset[str] = frozenset({"range", "generate_series", "unnest"})
 # CTE names may not shadow DuckDB's system views.
 _RESERVED_CTE_PREFIXES = ("duckdb_", "pragma_", "pg_", "sqlite_", "information_schema")
-
-
-class SqlRejected(ValidationFailed):
-    """The guard refused the SQL; ``detail`` names the statement, function or table."""
-
-    type_slug = "sql-rejected"
-    title = "SQL refused"
-
-
-class UnknownTable(ValidationFailed):
-    type_slug = "unknown-table"
-    title = "Unknown table"
 
 
 @dataclass(frozen=True)

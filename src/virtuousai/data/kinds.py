@@ -229,9 +229,9 @@ async def sql_transform(ctx: ActionContext, inputs: SqlTransformInput) -> SqlTra
         table=target.table,
         mode=inputs.mode,
         max_rows=int(ctx.options.get("transform_row_cap", settings.transform_row_cap)),
-        timeout_s=float(ctx.options.get("transform_timeout_s", 3600.0)),
+        timeout_s=float(ctx.options.get("transform_timeout_s", settings.transform_timeout_s)),
         threads=settings.query_threads,
-        memory_limit=settings.query_memory_limit,
+        memory_limit=str(ctx.options.get("transform_memory_limit", settings.transform_memory_limit)),
         cancel=ctx.cancel,
     )
     result = await asyncio.to_thread(run_transform, job)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic_core import to_json
 
 from virtuousai.api.deps import PrincipalDep
-from virtuousai.config import Settings
-from virtuousai.data.engine import LakeQueryEngine, QueryLimits, QueryResult
+from virtuousai.api.problems import problem_doc
+from virtuousai.data.engine import LakeQueryEngine, QueryResult
 from virtuousai.data.models import DatasetCatalog, QueryRequest, QueryResponse
 from virtuousai.data.service import DataService
 
@@ -17,16 +17,12 @@ router = APIRouter(tags=["data"])
 
 
 async def get_lake_engine(request: Request) -> LakeQueryEngine:
-    """One engine per app, made on first use (it holds the per-organization locked DuckDB instances).
+    """The app's one engine (built in the lifespan; it owns the query processes).
 
     ``async`` although it never awaits: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop
     per request for what is an attribute lookup.
     """
-    engine: LakeQueryEngine | None = getattr(request.app.state, "lake_engine", None)
-    if engine is None:
-        settings: Settings = request.app.state.settings
-        engine = LakeQueryEngine(settings.lake_dir, QueryLimits.from_settings(settings))
-        request.app.state.lake_engine = engine
+    engine: LakeQueryEngine = request.app.state.lake_engine
     return engine
 
 
@@ -34,19 +30,26 @@ LakeEngineDep = Annotated[LakeQueryEngine, Depends(get_lake_engine)]
 
 
 def _response(result: QueryResult) -> Response:
-    """A ``QueryResponse``, serialised once here.
+    """A ``QueryResponse``, put together here from the rows' JSON as the query process wrote it.
 
-    The rows are JSON values already (the engine converted them), so the usual path (build the model, validate it
-    again as the response model, then serialise) would only walk up to (row cap) x (columns) cells twice more.
-    ``response_model=QueryResponse`` on the routes still documents the shape.
+    The usual path (decode the rows, build the model, validate it again as the response model, serialise) would
+    walk up to (row cap) x (columns) cells three more times. ``response_model=QueryResponse`` on the routes still
+    documents the shape.
     """
-    body = {
-        "columns": [{"name": c.name, "type": c.type} for c in result.columns],
-        "rows": result.rows,
-        "truncated": result.truncated,
-        "elapsed_ms": result.elapsed_ms,
-    }
-    return Response(content=to_json(body), media_type="application/json")
+    columns = to_json([{"name": c.name, "type": c.type} for c in result.columns])
+    content = b'{"columns":%b,"rows":%b,"truncated":%b,"elapsed_ms":%b}' % (
+        columns,
+        result.rows_json,
+        to_json(result.truncated),
+        to_json(result.elapsed_ms),
+    )
+    return Response(content=content, media_type="application/json")
+
+
+# A lake query may also answer 503 `query-busy` (no query process free within its time limit).
+_QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: problem_doc("No query process was free within the query's time limit (`query-busy`); try again")
+}
 
 
 @router.get("/datasets", response_model=DatasetCatalog)
@@ -55,7 +58,7 @@ async def list_datasets(principal: PrincipalDep, engine: LakeEngineDep) -> Datas
     return await DataService(engine, principal.tenant).catalog()
 
 
-@router.get("/datasets/{layer}/{table}/preview", response_model=QueryResponse)
+@router.get("/datasets/{layer}/{table}/preview", response_model=QueryResponse, responses=_QUERY_RESPONSES)
 async def preview_table(
     layer: str,
     table: str,
@@ -67,7 +70,7 @@ async def preview_table(
     return _response(await DataService(engine, principal.tenant).preview(layer, table, limit))
 
 
-@router.post("/query", response_model=QueryResponse)
+@router.post("/query", response_model=QueryResponse, responses=_QUERY_RESPONSES)
 async def run_query(body: QueryRequest, principal: PrincipalDep, engine: LakeEngineDep) -> Response:
     """Run one guarded read-only query over the organization's lake (tables as ``<layer>.<dataset>.<table>``)."""
     return _response(await DataService(engine, principal.tenant).query(body.sql, body.limit))

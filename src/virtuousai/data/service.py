@@ -26,8 +26,8 @@ class DataService:
         return await asyncio.to_thread(build_catalog, self.engine.lake(self.tenant.tenant_id))
 
     async def query(self, sql: str, limit: int | None) -> QueryResult:
-        guarded = guard_sql(sql)  # cheap and pure: refuse before taking a thread
-        return await asyncio.to_thread(self.engine.run, self.tenant.tenant_id, guarded, limit=limit)
+        guarded = guard_sql(sql)  # cheap and pure: refuse before waiting for a query process
+        return await self.engine.run_async(self.tenant.tenant_id, guarded, limit=limit)
 
     async def preview(self, layer: str, qualified_table: str, limit: int | None) -> QueryResult:
         """The first rows of ``<layer>/<dataset>.<table>``; a table this organization does not have is a 404."""
@@ -36,7 +36,7 @@ class DataService:
         if await asyncio.to_thread(lake.manifest, ref) is None:
             raise NotFound(f"no table {str(ref)!r} in this organization's lake")
         guarded: GuardedQuery = guard_sql(f"SELECT * FROM {ref}")
-        return await asyncio.to_thread(self.engine.run, self.tenant.tenant_id, guarded, limit=limit)
+        return await self.engine.run_async(self.tenant.tenant_id, guarded, limit=limit)
 
     @staticmethod
     def _table_ref(layer: str, qualified_table: str) -> TableRef:

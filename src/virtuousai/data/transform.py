@@ -1,9 +1,11 @@
 """``sql_transform`` and ``load``: the blocking halves of those kinds (run them in a thread).
 
-A transform guards its SQL exactly like ``POST /query``, runs it on the organization's locked DuckDB (which can
-read the lake but write nothing), streams the Arrow result into a staged parquet file with pyarrow, and publishes it
-into silver or gold with the atomic manifest swap. A load reads a lake table's current files with pyarrow and hands
-the batches to dlt, which writes them into the destination connection.
+A transform guards its SQL exactly like ``POST /query`` and runs it in a query process of its own, with the
+transform's larger memory and time limits, on the organization's locked DuckDB (which can read the lake but write
+nothing); that process streams the Arrow result into a staged parquet file with pyarrow, and this one publishes it
+into silver or gold with the atomic manifest swap. Cancelling the run kills the process. A load reads a lake
+table's current files with pyarrow and hands the batches to dlt, which writes them into the destination
+connection.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
 from virtuousai.data.extract import ExtractFailed, ProgressCallback, configure_dlt, redact
 from virtuousai.data.guard import guard_sql
+from virtuousai.data.isolation import CallCancelled
 from virtuousai.data.lake import PublishResult, TableRef, TenantLake
 from virtuousai.data.sources import sql_engine
 from virtuousai.errors import ValidationFailed
@@ -60,24 +62,19 @@ def run_transform(job: TransformJob) -> TransformResult:
     limits = QueryLimits(
         row_cap=job.max_rows, timeout_s=job.timeout_s, threads=job.threads, memory_limit=job.memory_limit
     )
-    engine = LakeQueryEngine(job.data_dir / "lake", limits, max_instances=1)
+    # Its own query process, with the transform's limits: killed at its deadline, when cancelled, and at the end.
+    engine = LakeQueryEngine(job.data_dir / "lake", limits, max_instances=1, processes=1)
     lake = engine.lake(job.tenant_id)
     staging = lake.staging_dir(job.run_id)
     try:
         out = staging / "result.parquet"
-        rows = 0
-        with (
-            engine.record_batches(job.tenant_id, guarded, max_rows=job.max_rows, timeout_s=job.timeout_s) as reader,
-            pq.ParquetWriter(out, reader.schema) as writer,
-        ):
-            for batch in reader:
-                job.cancel.raise_if_cancelled()
-                rows += batch.num_rows
-                if rows > job.max_rows:
-                    raise ValidationFailed.at(
-                        ["inputs", "sql"], f"the result has more than {job.max_rows} rows (the transform row cap)"
-                    )
-                writer.write_batch(batch)
+        try:
+            rows = engine.write_parquet(
+                job.tenant_id, guarded, out, max_rows=job.max_rows, cancelled=lambda: job.cancel.cancelled
+            )
+        except CallCancelled:
+            job.cancel.raise_if_cancelled()
+            raise
         job.cancel.raise_if_cancelled()
         published = lake.publish(target, [out], job.mode, load_id=job.run_id, run_id=job.run_id)
     finally:
