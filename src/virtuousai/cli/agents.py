@@ -19,7 +19,9 @@ from virtuousai.orgs.repository import AccessLookup
 from virtuousai.store.pagination import MAX_LIMIT, PageRequest
 from virtuousai.store.tenant import TenantContext
 
-agent_app = typer.Typer(help="Agent specs (markdown with YAML frontmatter).", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="Agent specs (markdown with YAML frontmatter).", no_args_is_help=True, add_completion=False
+)
 
 OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
 FileArgument = Annotated[Path, typer.Argument(help="The spec, e.g. examples/agents/data-analyst.md.", exists=True)]

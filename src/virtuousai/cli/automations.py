@@ -29,7 +29,7 @@ from virtuousai.errors import FieldError, VaiError, ValidationFailed
 from virtuousai.store.pagination import PageRequest
 from virtuousai.store.tenant import TenantContext
 
-automation_app = typer.Typer(help="Automations: DAG workflows of actions.", no_args_is_help=True)
+automation_app = typer.Typer(help="Automations: DAG workflows of actions.", no_args_is_help=True, add_completion=False)
 OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 STATUS_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "SKIPPED": "dim", "RUNNING": "cyan"}

@@ -24,7 +24,9 @@ from virtuousai.crypto.rotation import SealedTable, count_by_version, retire_ver
 from virtuousai.errors import VaiError
 
 keys_app = typer.Typer(
-    help="Encryption keys of connection secrets: status, rotate, rewrap, retire.", no_args_is_help=True
+    help="Encryption keys of connection secrets: status, rotate, rewrap, retire.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 # Every table that stores sealed secrets; a primitive that seals more adds its table here.

@@ -19,8 +19,8 @@ from virtuousai.orgs.tables import Role
 from virtuousai.store.pagination import MAX_LIMIT, PageRequest
 from virtuousai.store.tenant import TenantContext
 
-org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
-key_app = typer.Typer(help="API keys.", no_args_is_help=True)
+org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True, add_completion=False)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True, add_completion=False)
 
 OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
