@@ -31,6 +31,7 @@ from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import RunOrigin
 from virtuousai.store.tenant import TenantContext
+from virtuousai.timeutil import json_default
 
 router = APIRouter(tags=["actions"])
 
@@ -194,7 +195,9 @@ async def stream_events(
             for event in batch:
                 seen = event.seq
                 payload = {"seq": event.seq, "kind": event.kind, "data": event.data, "at": event.created_at}
-                yield ServerSentEvent(data=json.dumps(payload, default=str), event=event.kind, id=str(event.seq))
+                yield ServerSentEvent(
+                    data=json.dumps(payload, default=json_default), event=event.kind, id=str(event.seq)
+                )
             if finished and len(batch) < 500:
                 return
             if not batch:

@@ -36,6 +36,7 @@ from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import TemplateInstantiate, TemplateInstantiation
 from virtuousai.templates.service import TemplateService
 from virtuousai.templates.tables import TemplateKind
+from virtuousai.timeutil import json_default
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 
@@ -210,7 +211,7 @@ async def stream_run_events(
                 ]
                 await stream_session.rollback()  # (rollback expires the rows: the batch is plain data already)
             for seen, kind, payload in batch:
-                yield ServerSentEvent(data=json.dumps(payload, default=str), event=kind, id=str(seen))
+                yield ServerSentEvent(data=json.dumps(payload, default=json_default), event=kind, id=str(seen))
             if finished and len(batch) < 500:
                 return
             if not batch:

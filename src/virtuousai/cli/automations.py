@@ -184,7 +184,7 @@ def list_runs(
                 "version": r.version,
                 "status": r.status.value,
                 "trigger": r.trigger,
-                "created_at": r.created_at.isoformat(),
+                "created_at": r.created_at,
             }
             for r in page.items
         ]

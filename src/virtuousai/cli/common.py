@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from virtuousai.config import Settings
 from virtuousai.errors import VaiError
 from virtuousai.store.engine import make_engine, make_sessionmaker
+from virtuousai.timeutil import json_default
 
 
 @asynccontextmanager
@@ -25,7 +26,7 @@ async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[
 
 
 def echo_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, default=str))
+    typer.echo(json.dumps(payload, default=json_default))
 
 
 def fail(exc: VaiError) -> None:

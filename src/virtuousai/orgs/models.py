@@ -8,13 +8,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.orgs.tables import Role
+from virtuousai.timeutil import Timestamp
 
 
 class OrganizationPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     name: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 class UserPublic(BaseModel):
@@ -48,10 +49,10 @@ class ApiKeyPublic(BaseModel):
     prefix: str
     role: Role
     membership_id: str
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
 
 
 class ApiKeyCreated(ApiKeyPublic):
