@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Most ActionRuns one for_each step may start; more fails the run (fan-out-too-large).",
     )
+    # The CLI.
+    follow_notice_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="With --follow: after this long with nothing of the run claimed, say that no worker runs it.",
+    )
     kind_modules: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Extra modules to import for action kinds (plugins, tests); comma-separated in env."
     )
