@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The event loop of every vai process (``virtuousai/eventloop.py``): auto (uvloop where it exists), uvloop, asyncio.
@@ -96,7 +96,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Most ActionRuns one for_each step may start; more fails the run (fan-out-too-large).",
     )
-    # The CLI.
+    # The CLI. Its client commands (vai run, runs, query, connections) call a server over HTTP, local or remote.
+    url: str = Field(default="http://127.0.0.1:8000", description="The server the CLI's client commands call.")
+    api_key: SecretStr | None = Field(default=None, description="The API key the CLI's client commands send.")
     follow_notice_s: float = Field(
         default=5.0,
         gt=0,

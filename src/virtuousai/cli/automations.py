@@ -8,7 +8,6 @@ only watches the run's rows.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +24,15 @@ from virtuousai.automations.service import AutomationService
 from virtuousai.automations.spec import AutomationSpec
 from virtuousai.cli.common import OrgOption, open_org, run
 from virtuousai.cli.follow import unclaimed_notice
-from virtuousai.cli.output import EXIT_FAILED, JsonListOption, JsonObjectOption, Words, echo_json, print_table
+from virtuousai.cli.output import (
+    EXIT_FAILED,
+    JsonListOption,
+    JsonObjectOption,
+    Words,
+    echo_json,
+    parse_pairs,
+    print_table,
+)
 from virtuousai.config import Settings
 from virtuousai.errors import FieldError, ValidationFailed
 from virtuousai.runtime.states import RunStatus
@@ -35,7 +42,7 @@ from virtuousai.store.tenant import TenantContext
 automation_app = typer.Typer(help="Automations: DAG workflows of actions.", no_args_is_help=True, add_completion=False)
 STATUS_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "SKIPPED": "dim", "RUNNING": "cyan"}
 # `automation run` checks its --param values against the automation's parameters (errors at body.params.<name>).
-PARAM_WORDS: Words = {("body", "params"): "--param", ("param",): "--param"}
+PARAM_WORDS: Words = {("body", "params"): "--param"}
 
 
 def load_spec(path: Path) -> AutomationSpec:
@@ -49,20 +56,6 @@ def load_spec(path: Path) -> AutomationSpec:
     except ValidationError as exc:
         errors = [FieldError(["file", *e["loc"]], e["msg"], e["type"]) for e in exc.errors()]
         raise ValidationFailed(f"{path} is not a valid automation spec", errors=errors) from None
-
-
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON keeps its type (``n=3`` is a number, ``s=abc`` a string)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValidationFailed.at(["param"], f"expected key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
 
 
 @automation_app.command("apply")
@@ -96,13 +89,14 @@ def run_automation(
     timeout_s: Annotated[float, typer.Option("--timeout", help="With --follow: stop watching after this long.")] = 3600,
 ) -> None:
     """Start a run of the current version; with --follow, watch its steps live (exit 1 unless it COMPLETED)."""
+    params = parse_pairs(param, "--param")
 
     async def main() -> str:
         settings = Settings()
         ref = slug if slug.startswith(("aut_", "slug:")) else f"slug:{slug}"
         async with open_org(org, settings) as (sessions, tenant):
             async with sessions() as session:
-                started = await _runs(session, tenant, sessions).start(ref, parse_params(param or []))
+                started = await _runs(session, tenant, sessions).start(ref, params)
             typer.echo(f"started {started.id}")
             if not follow:
                 return "COMPLETED"

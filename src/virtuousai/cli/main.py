@@ -35,6 +35,19 @@ COMMANDS: dict[str, Entry] = {
         "virtuousai.cli.keys:keys_app", "Encryption keys of connection secrets: status, rotate, rewrap, retire."
     ),
     "agent": Entry("virtuousai.cli.agents:agent_app", "Agent specs (markdown with YAML frontmatter)."),
+    "run": Entry(
+        "virtuousai.cli.remote_runs:run", "Start an action run on the server (VAI_URL); --follow to watch it."
+    ),
+    "runs": Entry(
+        "virtuousai.cli.remote_runs:runs_app",
+        "Action runs on the server (VAI_URL): list, show, cancel, approve, reject.",
+    ),
+    "query": Entry(
+        "virtuousai.cli.remote_data:query", "Run a read-only SQL query on the lake, through the server (VAI_URL)."
+    ),
+    "connections": Entry(
+        "virtuousai.cli.remote_data:connections_app", "Connections on the server (VAI_URL): list, create, test."
+    ),
     "serve": Entry("virtuousai.cli.serve:serve", "Serve the API."),
     "worker": Entry("virtuousai.cli.worker:worker", "Claim and execute action runs until SIGTERM or SIGINT."),
     "migrate": Entry("virtuousai.cli.migrate:migrate", "Apply database migrations."),

@@ -1,4 +1,4 @@
-"""What every ``vai`` command prints: JSON, tables, errors, and its exit status.
+"""What every ``vai`` command prints (JSON, tables, errors, its exit status) and how it reads ``k=v`` options.
 
 No database and no HTTP here, so both kinds of command (``cli/common.py`` opens the database, ``cli/remote.py``
 calls a server) print alike.
@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -92,4 +93,31 @@ def print_error(detail: str, errors: Sequence[Mapping[str, Any]] = (), words: Wo
 def exit_with(detail: str, errors: Sequence[Mapping[str, Any]] = (), words: Words | None = None) -> NoReturn:
     """Print a refusal (``print_error``) and exit ``EXIT_REFUSED``."""
     print_error(detail, errors, words)
+    raise typer.Exit(code=EXIT_REFUSED)
+
+
+def parse_pairs(pairs: list[str] | None, flag: str, *, files: bool = False) -> dict[str, Any]:
+    """``k=v`` values of a repeated option; a value that parses as JSON keeps its type (``n=3`` is a number,
+    ``s=abc`` a string). With ``files``, ``k=@path`` reads the value from a file (a secret kept out of shell
+    history)."""
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            refuse(f"{flag}: expected key=value, got {pair!r}")
+        if files and raw.startswith("@"):
+            try:
+                values[key] = Path(raw[1:]).read_text(encoding="utf-8").rstrip("\n")
+            except OSError as exc:
+                refuse(f"{flag} {key}: cannot read {raw[1:]}: {exc.strerror}")
+            continue
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def refuse(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=EXIT_REFUSED)
