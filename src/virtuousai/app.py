@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
@@ -30,6 +31,7 @@ from virtuousai.store.engine import make_engine, make_sessionmaker
 from virtuousai.templates.router import router as templates_router
 
 API_PREFIX = "/api/v1"
+DOCS_ASSETS = "/docs-assets"
 
 
 def build_api_router() -> APIRouter:
@@ -80,11 +82,15 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
             await services.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this server (fastapi-offline ships them), not
+    # from a CDN: they work on a machine without internet. FastAPI documents this as self-hosting the docs' assets.
+    app = FastAPIOffline(
         title="VirtuousAI",
         version=__version__,
         description="The execution backbone for AI-powered data workflows.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
     )
     app.state.settings = settings
     app.state.worker_count = workers
