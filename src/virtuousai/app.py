@@ -13,9 +13,10 @@ from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
 from virtuousai.agents.router import router as agents_router
 from virtuousai.agents.router import tools_router
-from virtuousai.api.deps import get_principal, reject_nul_characters
+from virtuousai.api.deps import get_principal, reject_nul_characters, require_json_body
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
+from virtuousai.api.openapi import complete_openapi
 from virtuousai.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from virtuousai.automations.router import router as automations_router
 from virtuousai.automations.router import runs_router as automation_runs_router
@@ -36,12 +37,12 @@ DOCS_ASSETS = "/docs-assets"
 
 def build_api_router() -> APIRouter:
     """Every primitive's router, mounted under /api/v1 with the problem responses documented."""
-    # Every /api/v1 route authenticates (handlers that need the principal get the same cached one), then refuses
-    # U+0000 anywhere in the request.
+    # Every /api/v1 route authenticates (handlers that need the principal get the same cached one), refuses a body
+    # that is not declared as JSON where it takes one (415), then refuses U+0000 anywhere in the request.
     api = APIRouter(
         prefix=API_PREFIX,
         responses=PROBLEM_RESPONSES,
-        dependencies=[Depends(get_principal), Depends(reject_nul_characters)],
+        dependencies=[Depends(get_principal), Depends(require_json_body), Depends(reject_nul_characters)],
     )
     api.include_router(orgs_router)
     api.include_router(actions_router)
@@ -99,4 +100,5 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(build_api_router())
+    complete_openapi(app)
     return app
