@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from tests.actions.test_events_sse import parse_sse
 from tests.conftest import OrgHandle
-from virtuousai.api.app import create_app
+from virtuousai.app import create_app
 from virtuousai.cli.main import app as cli
 from virtuousai.config import Settings
 from virtuousai.logging import JsonFormatter

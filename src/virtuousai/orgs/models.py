@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,7 +38,7 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="", max_length=200)
     role: Role | None = Field(default=None, description="Ceiling for this key; default: the caller's role.")
-    expires_at: datetime | None = Field(default=None, description="Timezone-aware expiry; none means never.")
+    expires_at: Timestamp | None = Field(default=None, description="Timezone-aware expiry; none means never.")
 
 
 class ApiKeyPublic(BaseModel):
