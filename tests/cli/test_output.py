@@ -40,7 +40,7 @@ def test_list_commands_say_they_print_an_array_and_the_others_an_object() -> Non
     helps = json_helps()
     assert "key list" in helps and "org create" in helps
     for command, text in helps.items():
-        lists = command.split()[-1] in ("list", "runs") or command == "runs"
+        lists = command.split()[-1] in ("list", "runs") or command == "query"
         assert ("array" in text) == lists, (command, text)
 
 
