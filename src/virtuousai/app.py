@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
@@ -14,9 +15,10 @@ from virtuousai.agents.router import router as agents_router
 from virtuousai.agents.router import tools_router
 from virtuousai.api.access import router as access_router
 from virtuousai.api.body_limit import BodyLimitMiddleware
-from virtuousai.api.deps import get_principal, reject_nul_characters
+from virtuousai.api.deps import get_principal, reject_nul_characters, require_json_body
 from virtuousai.api.health import router as health_router
 from virtuousai.api.middleware import RequestIdMiddleware
+from virtuousai.api.openapi import complete_openapi
 from virtuousai.api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from virtuousai.automations.router import router as automations_router
 from virtuousai.automations.router import runs_router as automation_runs_router
@@ -35,16 +37,17 @@ API_PREFIX = "/api/v1"
 # Routes whose bodies may be larger than VAI_MAX_BODY_BYTES: {path prefix: bytes} (api/body_limit.py). None yet:
 # a file upload would name itself here.
 LARGER_BODIES: dict[str, int] = {}
+DOCS_ASSETS = "/docs-assets"
 
 
 def build_api_router() -> APIRouter:
     """Every primitive's router, mounted under /api/v1 with the problem responses documented."""
-    # Every /api/v1 route authenticates (handlers that need the principal get the same cached one), then refuses
-    # U+0000 anywhere in the request.
+    # Every /api/v1 route authenticates (handlers that need the principal get the same cached one), refuses a body
+    # that is not declared as JSON where it takes one (415), then refuses U+0000 anywhere in the request.
     api = APIRouter(
         prefix=API_PREFIX,
         responses=PROBLEM_RESPONSES,
-        dependencies=[Depends(get_principal), Depends(reject_nul_characters)],
+        dependencies=[Depends(get_principal), Depends(require_json_body), Depends(reject_nul_characters)],
     )
     api.include_router(access_router)
     api.include_router(actions_router)
@@ -88,11 +91,15 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
             app.state.lake_engine.close()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this server (fastapi-offline ships them), not
+    # from a CDN: they work on a machine without internet. FastAPI documents this as self-hosting the docs' assets.
+    app = FastAPIOffline(
         title="VirtuousAI",
         version=__version__,
         description="The execution backbone for AI-powered data workflows.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
     )
     app.state.settings = settings
     app.state.worker_count = workers
@@ -102,4 +109,5 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(build_api_router())
+    complete_openapi(app)
     return app

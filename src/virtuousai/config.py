@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from virtuousai.sizes import parse_size
@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         default=50_000,
         ge=1,
         description="Most ActionRuns one for_each step may start; more fails the run (fan-out-too-large).",
+    )
+    # The CLI. Its client commands (vai run, runs, query, connections) call a server over HTTP, local or remote.
+    url: str = Field(default="http://127.0.0.1:8000", description="The server the CLI's client commands call.")
+    api_key: SecretStr | None = Field(default=None, description="The API key the CLI's client commands send.")
+    follow_notice_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="With --follow: after this long with nothing of the run claimed, say that no worker runs it.",
     )
     kind_modules: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Extra modules to import for action kinds (plugins, tests); comma-separated in env."

@@ -49,6 +49,10 @@ class Conflict(VaiError):
     status, type_slug, title = 409, "conflict", "Conflict"
 
 
+class UnsupportedMediaType(VaiError):
+    status, type_slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
 class ValidationFailed(VaiError):
     status, type_slug, title = 422, "validation-error", "Validation failed"
 

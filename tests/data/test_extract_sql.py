@@ -77,6 +77,23 @@ async def test_sqlite_incremental_rerun_loads_only_new_rows(tmp_path: Path) -> N
     assert _count(ctx) == 110
 
 
+async def test_floating_point_columns_are_doubles_without_a_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # SQLAlchemy 2.1 no longer derives Float (REAL, FLOAT, DOUBLE) from Numeric, which dlt looks for: without
+    # sources.float_as_double, dlt warned "unknown data type REAL" for each such column on every run.
+    source = tmp_path / "shop.db"
+    _sqlite_source(source, range(1, 11))  # amount REAL
+    with sqlite3.connect(source) as db:
+        db.execute("ALTER TABLE orders ADD COLUMN weight FLOAT")
+        db.execute("ALTER TABLE orders ADD COLUMN ratio DOUBLE")
+    ctx = make_context(tmp_path / "var", _sqlite_connection(source))
+    out = await _extract(ctx, connection="slug:shop", dataset="shop", source=INCREMENTAL)
+    types = {column.name: column.type for column in out.schema_changes[0].added}
+    assert (types["amount"], types["weight"], types["ratio"]) == ("DOUBLE", "DOUBLE", "DOUBLE"), types
+    assert "unknown data type" not in capfd.readouterr().err
+
+
 async def test_replace_and_merge_dispositions(tmp_path: Path) -> None:
     source = tmp_path / "shop.db"
     _sqlite_source(source, range(1, 21))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from virtuousai.ids import AGENT_RUN_PREFIX, AUTOMATION_RUN_PREFIX, has_prefix
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import RunOrigin
+from virtuousai.timeutil import Timestamp
 
 
 class ActionRunCreate(BaseModel):
@@ -57,16 +57,16 @@ class ActionRunPublic(BaseModel):
     template_snapshot: dict[str, Any] | None = Field(
         default=None, description="For runs made from a template: the exact body, parameters and version used."
     )
-    created_at: datetime
-    available_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    cancel_requested_at: datetime | None
+    created_at: Timestamp
+    available_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    cancel_requested_at: Timestamp | None
     requires_approval: bool
     approved_by: str | None
-    approved_at: datetime | None
+    approved_at: Timestamp | None
     rejected_by: str | None
-    rejected_at: datetime | None
+    rejected_at: Timestamp | None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -94,7 +94,7 @@ class RunEventPublic(BaseModel):
     seq: int
     kind: str
     data: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
 
 
 class RetryPolicyPublic(BaseModel):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from virtuousai.actions.models import (
@@ -24,13 +23,24 @@ from virtuousai.actions.models import (
 )
 from virtuousai.actions.policy import ApprovalPolicyService
 from virtuousai.actions.service import ActionRunService
-from virtuousai.api.deps import AdminDep, MemberDep, PageDep, PrincipalDep, SessionDep, SessionmakerDep, SettingsDep
+from virtuousai.api.deps import (
+    AdminDep,
+    LastEventIdHeader,
+    MemberDep,
+    PageDep,
+    PrincipalDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+    resume_after,
+)
 from virtuousai.api.schemas import Page
 from virtuousai.errors import ValidationFailed
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import RunOrigin
 from virtuousai.store.tenant import TenantContext
+from virtuousai.timeutil import Timestamp, json_default
 
 router = APIRouter(tags=["actions"])
 
@@ -108,8 +118,8 @@ async def list_runs(
     status_filter: Annotated[RunStatus | None, Query(alias="status")] = None,
     kind: Annotated[str | None, Query(max_length=100)] = None,
     origin: RunOrigin | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
 ) -> Page[ActionRunPublic]:
     """Runs, newest first, filtered by status, kind, origin and creation time (``created_after`` inclusive,
     ``created_before`` exclusive)."""
@@ -168,15 +178,11 @@ async def stream_events(
     session: SessionDep,
     sessions: SessionmakerDep,
     settings: SettingsDep,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event id (its `seq`).")] = None,
+    last_event_id: LastEventIdHeader = None,
 ) -> EventSourceResponse:
     """The run's transitions (``event: status``) and progress events, in order, each with ``id`` = its ``seq``.
     Reconnect with ``Last-Event-ID`` to resume; the stream ends after the terminal event."""
-    after = 0
-    if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
-            raise ValidationFailed.at(["header", "last-event-id"], "must be the id of an event of this stream")
-        after = int(last_event_id)
+    after = resume_after(last_event_id)
     await _service(request, session, principal.tenant).get(run_id)  # 404 before the stream starts
     await session.close()
     registry = _registry(request)
@@ -194,7 +200,9 @@ async def stream_events(
             for event in batch:
                 seen = event.seq
                 payload = {"seq": event.seq, "kind": event.kind, "data": event.data, "at": event.created_at}
-                yield ServerSentEvent(data=json.dumps(payload, default=str), event=event.kind, id=str(event.seq))
+                yield ServerSentEvent(
+                    data=json.dumps(payload, default=json_default), event=event.kind, id=str(event.seq)
+                )
             if finished and len(batch) < 500:
                 return
             if not batch:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.agents.spec import Mode
 from virtuousai.agents.tools import ToolCategory, ToolRisk
+from virtuousai.timeutil import Timestamp
 
 MARKDOWN_EXAMPLE = (
     "---\nname: Data Analyst\nslug: data-analyst\nmode: primary\ntools:\n  - generate_query\n  - explain_schema\n"
@@ -46,7 +45,7 @@ class AgentSpecVersionPublic(BaseModel):
     description: str | None
     instructions: str
     markdown: str
-    created_at: datetime
+    created_at: Timestamp
     created_by: str | None
 
 
@@ -54,7 +53,7 @@ class AgentSpecPublic(AgentSpecVersionPublic):
     """A spec at its current version. ``id`` is the spec's; ``version_id`` the current version's."""
 
     version_id: str
-    updated_at: datetime
+    updated_at: Timestamp
 
 
 class AgentSpecStatsPublic(BaseModel):

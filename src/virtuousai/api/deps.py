@@ -7,21 +7,32 @@
 
 from __future__ import annotations
 
+import email.message
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request, Security
+from fastapi import Depends, Header, Query, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.config import Settings
-from virtuousai.errors import Forbidden, ValidationFailed
+from virtuousai.errors import FieldError, Forbidden, UnsupportedMediaType, ValidationFailed
 from virtuousai.orgs.service import Principal, authenticate, hash_key, presented_key
 from virtuousai.orgs.tables import Role
 from virtuousai.orgs.verified_keys import VerifiedKeys
 from virtuousai.runtime.kinds import KindRegistry
-from virtuousai.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor, PageRequest, decode_cursor
+from virtuousai.store.pagination import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    InvalidCursor,
+    PageRequest,
+    decode_cursor,
+)
 from virtuousai.store.tenant import TenantContext
 
 
@@ -106,7 +117,12 @@ MemberDep = Annotated[Principal, Depends(require_role(Role.member))]
 
 async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        # Documented as what it is, a string of an id's shape (not "a string or null": a query has no null).
+        WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN}),
+        Query(description="`next_cursor` of the previous page."),
+    ] = None,
 ) -> PageRequest:
     if cursor is not None:
         try:
@@ -117,6 +133,22 @@ async def page_params(
 
 
 PageDep = Annotated[PageRequest, Depends(page_params)]
+
+# The SSE routes' resume point: the `id` of the last event seen (its `seq`), as an EventSource sends it back.
+LastEventIdHeader = Annotated[
+    str | None,
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,18}$"}),  # a header is never null: absent or a seq
+    Header(description="Resume after this event id (its `seq`)."),
+]
+
+
+def resume_after(last_event_id: str | None) -> int:
+    """The ``seq`` after which a stream resumes: 0 without a ``Last-Event-ID``; 422 for one not of this shape."""
+    if last_event_id is None:
+        return 0
+    if not re.fullmatch(r"[0-9]{1,18}", last_event_id.strip()):
+        raise ValidationFailed.at(["header", "last-event-id"], "must be the id of an event of this stream")
+    return int(last_event_id)
 
 
 def _nul_path(value: Any, path: list[str | int]) -> list[str | int] | None:
@@ -136,6 +168,34 @@ def _nul_path(value: Any, path: list[str | int]) -> list[str | int] | None:
             if found is not None:
                 return found
     return None
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """``application/json`` or ``application/<anything>+json`` (parameters such as ``charset`` aside), as FastAPI
+    decides whether to parse a body as JSON."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def require_json_body(request: Request) -> None:
+    """A route that takes a JSON body refuses a body declared as anything else with 415, naming the type it got.
+
+    Without this FastAPI hands the raw bytes to validation, which answers 422 "Input should be a valid dictionary",
+    and ``curl -d`` (which declares ``application/x-www-form-urlencoded``) looks like a schema error. FastAPI reads
+    no body without a ``Content-Type`` either (its strict default), so a missing one is refused the same way."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or route.body_field is None:
+        return
+    content_type = request.headers.get("content-type")
+    if (content_type is not None and is_json_media_type(content_type)) or not await request.body():
+        return
+    declared = f"this request declared {content_type}" if content_type else "this request declared none"
+    raise UnsupportedMediaType(
+        f"the body must be JSON, sent with Content-Type: application/json ({declared})",
+        errors=[FieldError(["header", "content-type"], f"expected application/json, got {content_type or 'none'}")],
+    )
 
 
 async def reject_nul_characters(request: Request) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from virtuousai.api.middleware import REQUEST_ID_STATE_KEY
 from virtuousai.errors import VaiError
@@ -124,6 +128,28 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 422, "validation-error", "Validation failed", summary, errors=errors)
 
 
+def allowed_methods(app: Starlette, path: str) -> list[str]:
+    """Every method some route of ``app`` answers at ``path``: the ``Allow`` of a 405 (RFC 9110, 15.5.6).
+
+    Starlette names only the methods of the first route whose path matched, and a path usually has several routes
+    (``GET`` and ``POST /connections``)."""
+    routes: list[tuple[re.Pattern[str], int, frozenset[str]]] | None = getattr(app.state, "method_routes", None)
+    if routes is None:
+        routes = []
+        for context in iter_route_contexts(app.routes):
+            route = context.original_route
+            template = context.path or getattr(route, "path", None)
+            methods = getattr(route, "methods", None)
+            if template is not None and methods:
+                pattern, _, params = compile_path(template)
+                routes.append((pattern, len(params), frozenset(methods)))
+        app.state.method_routes = routes
+    matching = [(params, methods) for pattern, params, methods in routes if pattern.match(path)]
+    # The resource is the most specific template that matches: /automations/schema, not /automations/{ref}.
+    fewest = min((params for params, _ in matching), default=0)
+    return sorted({method for params, methods in matching if params == fewest for method in methods})
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
@@ -132,13 +158,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     title = str(exc.detail) if exc.status_code < 500 else "Error"
     if exc.status_code == 413:  # api/body_limit.py: a body that went past the limit while it streamed in
         slug, title = "body-too-large", "Request body too large"
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        allowed = allowed_methods(request.app, request.url.path)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
     return problem_response(
         request,
         exc.status_code,
         slug,
         title,
         str(exc.detail),
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +13,7 @@ from virtuousai.automations.spec import AutomationSpec
 from virtuousai.automations.states import AutomationRunStatus, StepStatus
 from virtuousai.automations.tables import AutomationRun, AutomationVersion
 from virtuousai.templates.models import TemplateSnapshot
+from virtuousai.timeutil import Timestamp
 
 
 class AutomationPublic(BaseModel):
@@ -25,8 +25,8 @@ class AutomationPublic(BaseModel):
     version_id: str
     content_hash: str
     spec: AutomationSpec
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def of(cls, found: AutomationWithVersion) -> AutomationPublic:
@@ -53,7 +53,7 @@ class AutomationVersionPublic(BaseModel):
     content_hash: str
     spec: AutomationSpec
     created_by: str | None
-    created_at: datetime
+    created_at: Timestamp
 
     @classmethod
     def of(cls, version: AutomationVersion) -> AutomationVersionPublic:
@@ -75,8 +75,8 @@ class StepRunPublic(BaseModel):
     item_count: int | None = Field(default=None, description="for_each: how many items.")
     action_run_ids: list[str] = Field(description="The ActionRuns of this step, in item order.")
     reused_from: str | None = Field(default=None, description="Retry: the run whose output this step reuses.")
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
 
 class AutomationRunPublic(BaseModel):
@@ -88,12 +88,12 @@ class AutomationRunPublic(BaseModel):
     params: dict[str, Any]
     trigger: str = Field(description="manual, cron or retry.")
     trigger_key: str | None
-    tick: datetime | None = Field(description="cron: the tick this run was started for.")
+    tick: Timestamp | None = Field(description="cron: the tick this run was started for.")
     retry_of: str | None
     error: dict[str, Any] | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     steps: list[StepRunPublic] | None = Field(default=None, description="Per-step state (on GET of one run).")
     template_snapshot: TemplateSnapshot | None = Field(
         default=None, description="Started from a kind=automation template: what it was made from, as it was."

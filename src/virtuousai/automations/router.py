@@ -10,13 +10,22 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from virtuousai.actions.models import ActionRunPublic
-from virtuousai.api.deps import MemberDep, PageDep, PrincipalDep, RegistryDep, SessionDep, SessionmakerDep
+from virtuousai.api.deps import (
+    LastEventIdHeader,
+    MemberDep,
+    PageDep,
+    PrincipalDep,
+    RegistryDep,
+    SessionDep,
+    SessionmakerDep,
+    resume_after,
+)
 from virtuousai.api.schemas import Page
 from virtuousai.automations.from_template import AutomationTemplateService
 from virtuousai.automations.graph import mermaid
@@ -31,11 +40,11 @@ from virtuousai.automations.runs import AutomationRunService
 from virtuousai.automations.service import AutomationService
 from virtuousai.automations.spec import AutomationSpec, spec_json_schema
 from virtuousai.automations.states import AutomationRunStatus
-from virtuousai.errors import ValidationFailed
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import TemplateInstantiate, TemplateInstantiation
 from virtuousai.templates.service import TemplateService
 from virtuousai.templates.tables import TemplateKind
+from virtuousai.timeutil import json_default
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 
@@ -186,15 +195,11 @@ async def stream_run_events(
     principal: PrincipalDep,
     session: SessionDep,
     sessions: SessionmakerDep,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event id (its `seq`).")] = None,
+    last_event_id: LastEventIdHeader = None,
 ) -> EventSourceResponse:
     """Run and step transitions (`event: run` / `event: step`), in order, `id` = `seq`. Resume with
     `Last-Event-ID`; the stream ends after the run's terminal event."""
-    after = 0
-    if last_event_id is not None:
-        if not last_event_id.strip().isdigit():
-            raise ValidationFailed.at(["header", "last-event-id"], "must be the id of an event of this stream")
-        after = int(last_event_id)
+    after = resume_after(last_event_id)
     await _runs(request, session, principal.tenant).get(run_id)  # 404 before the stream starts
     await session.close()
 
@@ -210,7 +215,7 @@ async def stream_run_events(
                 ]
                 await stream_session.rollback()  # (rollback expires the rows: the batch is plain data already)
             for seen, kind, payload in batch:
-                yield ServerSentEvent(data=json.dumps(payload, default=str), event=kind, id=str(seen))
+                yield ServerSentEvent(data=json.dumps(payload, default=json_default), event=kind, id=str(seen))
             if finished and len(batch) < 500:
                 return
             if not batch:

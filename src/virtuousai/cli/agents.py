@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from virtuousai import eventloop
 from virtuousai.agents.service import AgentSpecService
 from virtuousai.agents.spec import parse_spec
-from virtuousai.cli.common import echo_json, open_sessions
-from virtuousai.config import Settings
-from virtuousai.errors import NotFound, VaiError
-from virtuousai.orgs.repository import AccessLookup
+from virtuousai.cli.common import OrgOption, open_org, run
+from virtuousai.cli.output import EXIT_FAILED, JsonListOption, JsonObjectOption, echo_json, print_table
+from virtuousai.errors import VaiError
 from virtuousai.store.pagination import MAX_LIMIT, PageRequest
-from virtuousai.store.tenant import TenantContext
 
-agent_app = typer.Typer(help="Agent specs (markdown with YAML frontmatter).", no_args_is_help=True)
+agent_app = typer.Typer(
+    help="Agent specs (markdown with YAML frontmatter).", no_args_is_help=True, add_completion=False
+)
 
-OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
 FileArgument = Annotated[Path, typer.Argument(help="The spec, e.g. examples/agents/data-analyst.md.", exists=True)]
 MARKDOWN_LOC_LENGTH = 2  # errors' loc starts with ["body", "markdown"]
 
 
-def print_errors(path: Path, exc: VaiError) -> None:
+def print_errors(path: Path, exc: VaiError) -> NoReturn:
     """``FILE:LINE: field.path: message`` per error (the compiler convention, so editors can jump to it)."""
     if not exc.errors:
         typer.echo(f"{path}: {exc.detail}", err=True)
@@ -34,14 +30,7 @@ def print_errors(path: Path, exc: VaiError) -> None:
         field = ".".join(str(part) for part in error["loc"][MARKDOWN_LOC_LENGTH:]) or "document"
         where = f"{path}:{error['line']}" if "line" in error else str(path)
         typer.echo(f"{where}: {field}: {error['msg']}", err=True)
-    raise typer.Exit(code=1)
-
-
-async def _check_org(org: str) -> TenantContext:
-    async with open_sessions(Settings()) as sessions, sessions() as session:
-        if await AccessLookup(session).organization(org) is None:
-            raise NotFound(f"no organization {org}")
-    return TenantContext(tenant_id=org)
+    raise typer.Exit(code=EXIT_FAILED)
 
 
 @agent_app.command("validate")
@@ -52,32 +41,27 @@ def agent_validate(
     """Check a spec; prints each error with its line and exits non-zero if there are any."""
     markdown = path.read_text(encoding="utf-8")
 
-    async def run() -> None:
-        tenant = await _check_org(org) if org else None
-        if tenant is None:
+    async def main() -> None:
+        if org is None:
             parse_spec(markdown)
             return
-        async with open_sessions(Settings()) as sessions, sessions() as session:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
             service = AgentSpecService(session, tenant)
             document = parse_spec(markdown)
             existing = await service.specs.get_live_by_slug(document.slug)
             await service.validate(markdown, updating=existing)
 
-    try:
-        eventloop.run(run())
-    except VaiError as exc:
-        print_errors(path, exc)
+    run(main(), report=lambda exc: print_errors(path, exc))
     typer.echo(f"{path}: ok")
 
 
 @agent_app.command("apply")
-def agent_apply(path: FileArgument, org: OrgOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def agent_apply(path: FileArgument, org: OrgOption, as_json: JsonObjectOption = False) -> None:
     """Create the agent, or add a new version if its slug exists in the organization."""
     markdown = path.read_text(encoding="utf-8")
 
-    async def run() -> tuple[str, str, int]:
-        tenant = await _check_org(org)
-        async with open_sessions(Settings()) as sessions, sessions() as session:
+    async def main() -> tuple[str, str, int]:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
             service = AgentSpecService(session, tenant)
             existing = await service.specs.get_live_by_slug(parse_spec(markdown).slug)
             if existing is None:
@@ -86,10 +70,7 @@ def agent_apply(path: FileArgument, org: OrgOption, as_json: Annotated[bool, typ
                 found = await service.update(existing.id, markdown)
             return found.spec.id, found.spec.slug, found.version.version
 
-    try:
-        spec_id, slug, version = eventloop.run(run())
-    except VaiError as exc:
-        print_errors(path, exc)
+    spec_id, slug, version = run(main(), report=lambda exc: print_errors(path, exc))
     if as_json:
         echo_json({"id": spec_id, "slug": slug, "version": version})
     else:
@@ -97,12 +78,11 @@ def agent_apply(path: FileArgument, org: OrgOption, as_json: Annotated[bool, typ
 
 
 @agent_app.command("list")
-def agent_list(org: OrgOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def agent_list(org: OrgOption, as_json: JsonListOption = False) -> None:
     """The organization's agents at their current versions."""
 
-    async def run() -> list[dict[str, object]]:
-        tenant = await _check_org(org)
-        async with open_sessions(Settings()) as sessions, sessions() as session:
+    async def main() -> list[dict[str, object]]:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
             page = await AgentSpecService(session, tenant).list(PageRequest(limit=MAX_LIMIT))
         return [
             {
@@ -117,19 +97,15 @@ def agent_list(org: OrgOption, as_json: Annotated[bool, typer.Option("--json")] 
             for found in page.items
         ]
 
-    try:
-        rows = eventloop.run(run())
-    except VaiError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(code=2) from None
+    rows = run(main())
     if as_json:
         echo_json(rows)
         return
-    table = Table("id", "slug", "name", "mode", "version", "model", "tools")
-    for row in rows:
-        tools = row["tools"]
-        table.add_row(
-            *(str(row[c] or "") for c in ("id", "slug", "name", "mode", "version", "model")),
-            ", ".join(map(str, tools)) if isinstance(tools, list) else "",
-        )
-    Console().print(table)
+    columns = ("id", "slug", "name", "mode", "version", "model")
+    print_table(
+        (*columns, "tools"),
+        [
+            [*(row[c] for c in columns), ", ".join(map(str, row["tools"])) if isinstance(row["tools"], list) else ""]
+            for row in rows
+        ],
+    )

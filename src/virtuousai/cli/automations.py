@@ -8,7 +8,6 @@ only watches the run's rows.
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,21 +17,32 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from virtuousai import eventloop
 from virtuousai.automations.runs import AutomationRunService, RunDetail
 from virtuousai.automations.service import AutomationService
 from virtuousai.automations.spec import AutomationSpec
-from virtuousai.cli.common import echo_json, fail, open_sessions
+from virtuousai.cli.common import OrgOption, open_org, run
+from virtuousai.cli.follow import unclaimed_notice
+from virtuousai.cli.output import (
+    EXIT_FAILED,
+    JsonListOption,
+    JsonObjectOption,
+    Words,
+    echo_json,
+    parse_pairs,
+    print_table,
+)
 from virtuousai.config import Settings
-from virtuousai.errors import FieldError, VaiError, ValidationFailed
+from virtuousai.errors import FieldError, ValidationFailed
+from virtuousai.runtime.states import RunStatus
 from virtuousai.store.pagination import PageRequest
 from virtuousai.store.tenant import TenantContext
 
-automation_app = typer.Typer(help="Automations: DAG workflows of actions.", no_args_is_help=True)
-OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+automation_app = typer.Typer(help="Automations: DAG workflows of actions.", no_args_is_help=True, add_completion=False)
 STATUS_STYLE = {"COMPLETED": "green", "FAILED": "red", "CANCELLED": "yellow", "SKIPPED": "dim", "RUNNING": "cyan"}
+# `automation run` checks its --param values against the automation's parameters (errors at body.params.<name>).
+PARAM_WORDS: Words = {("body", "params"): "--param"}
 
 
 def load_spec(path: Path) -> AutomationSpec:
@@ -48,31 +58,17 @@ def load_spec(path: Path) -> AutomationSpec:
         raise ValidationFailed(f"{path} is not a valid automation spec", errors=errors) from None
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs; a value that parses as JSON keeps its type (``n=3`` is a number, ``s=abc`` a string)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValidationFailed.at(["param"], f"expected key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
-
-
 @automation_app.command("apply")
 def apply(
-    file: Annotated[Path, typer.Argument(help="A YAML or JSON spec.")], org: OrgOption, as_json: JsonOption = False
+    file: Annotated[Path, typer.Argument(help="A YAML or JSON spec.")],
+    org: OrgOption,
+    as_json: JsonObjectOption = False,
 ) -> None:
     """Create the automation with the spec's slug, or add a version (an identical spec changes nothing)."""
 
-    async def run() -> None:
-        async with open_sessions(Settings()) as sessions, sessions() as session:
-            applied = await AutomationService(session, TenantContext(tenant_id=org)).apply(
-                load_spec(file), loc=("file",)
-            )
+    async def main() -> None:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
+            applied = await AutomationService(session, tenant).apply(load_spec(file), loc=("file",))
         automation, version = applied.result.automation, applied.result.version
         if as_json:
             echo_json(
@@ -81,7 +77,7 @@ def apply(
         else:
             typer.echo(f"{applied.outcome}: {automation.slug} ({automation.id}) version {version.version}")
 
-    _run(run())
+    run(main())
 
 
 @automation_app.command("run")
@@ -93,35 +89,46 @@ def run_automation(
     timeout_s: Annotated[float, typer.Option("--timeout", help="With --follow: stop watching after this long.")] = 3600,
 ) -> None:
     """Start a run of the current version; with --follow, watch its steps live (exit 1 unless it COMPLETED)."""
+    params = parse_pairs(param, "--param")
 
-    async def run() -> str:
+    async def main() -> str:
         settings = Settings()
-        tenant = TenantContext(tenant_id=org)
         ref = slug if slug.startswith(("aut_", "slug:")) else f"slug:{slug}"
-        async with open_sessions(settings) as sessions:
+        async with open_org(org, settings) as (sessions, tenant):
             async with sessions() as session:
-                started = await _runs(session, tenant, sessions).start(ref, parse_params(param or []))
+                started = await _runs(session, tenant, sessions).start(ref, params)
             typer.echo(f"started {started.id}")
             if not follow:
                 return "COMPLETED"
-            return await _follow(sessions, tenant, started.id, timeout_s)
+            return await _follow(sessions, tenant, started.id, timeout_s, settings.follow_notice_s)
 
-    status = _run(run())
+    status = run(main(), words=PARAM_WORDS)
     if follow and status != "COMPLETED":
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_FAILED)
 
 
-async def _follow(sessions: Any, tenant: TenantContext, run_id: str, timeout_s: float) -> str:
+def _claimed(detail: RunDetail) -> bool:
+    """Has a worker taken any of the run's actions yet (or is there nothing for one to take)?"""
+    action_runs = [ar for ars in detail.action_runs.values() for ar in ars]
+    return not action_runs or any(ar.status is not RunStatus.PENDING or ar.started_at for ar in action_runs)
+
+
+async def _follow(
+    sessions: async_sessionmaker[AsyncSession], tenant: TenantContext, run_id: str, timeout_s: float, notice_s: float
+) -> str:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    with Live(console=Console(), refresh_per_second=8) as live:
-        while True:
-            async with sessions() as session:
-                detail = await _runs(session, tenant, sessions).detail(run_id)
-            live.update(_table(detail))
-            if detail.run.status.is_terminal or loop.time() > deadline:
-                return detail.run.status.value
-            await asyncio.sleep(0.25)
+    async with unclaimed_notice(run_id, notice_s) as claimed:
+        with Live(console=Console(), refresh_per_second=8) as live:
+            while True:
+                async with sessions() as session:
+                    detail = await _runs(session, tenant, sessions).detail(run_id)
+                if _claimed(detail):
+                    claimed.set()
+                live.update(_table(detail))
+                if detail.run.status.is_terminal or loop.time() > deadline:
+                    return detail.run.status.value
+                await asyncio.sleep(0.25)  # the rows carry no wake-up for this process: look again shortly
 
 
 def _runs(session: Any, tenant: TenantContext, sessions: Any) -> AutomationRunService:
@@ -164,18 +171,17 @@ def list_runs(
     org: OrgOption,
     automation: Annotated[str | None, typer.Option("--automation", help="Only this automation (slug or id).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 20,
-    as_json: JsonOption = False,
+    as_json: JsonListOption = False,
 ) -> None:
     """Recent runs, newest first."""
 
-    async def run() -> None:
-        tenant = TenantContext(tenant_id=org)
+    async def main() -> None:
         ref = (
             None
             if automation is None
             else (automation if automation.startswith(("aut_", "slug:")) else f"slug:{automation}")
         )
-        async with open_sessions(Settings()) as sessions, sessions() as session:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
             page = await _runs(session, tenant, sessions).list(PageRequest(limit=limit), automation_ref=ref)
         rows: list[dict[str, Any]] = [
             {
@@ -184,23 +190,16 @@ def list_runs(
                 "version": r.version,
                 "status": r.status.value,
                 "trigger": r.trigger,
-                "created_at": r.created_at.isoformat(),
+                "created_at": r.created_at,
             }
             for r in page.items
         ]
         if as_json:
             echo_json(rows)
             return
-        table = Table("id", "automation", "version", "status", "trigger", "created")
-        for row in rows:
-            table.add_row(*(str(row[k]) for k in ("id", "automation_id", "version", "status", "trigger", "created_at")))
-        Console().print(table)
+        columns = ("id", "automation_id", "version", "status", "trigger", "created_at")
+        print_table(
+            ("id", "automation", "version", "status", "trigger", "created"), [[row[c] for c in columns] for row in rows]
+        )
 
-    _run(run())
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return eventloop.run(coro)
-    except VaiError as exc:
-        fail(exc)
+    run(main())

@@ -1,18 +1,31 @@
-"""Helpers shared by CLI commands: settings, an engine for one command, JSON output."""
+"""What the commands that work on the database share: an engine for one command, the ``--org`` they act in, and
+running their coroutine with domain errors printed the one way (``cli/output.py``)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from virtuousai import eventloop
+from virtuousai.cli.output import Words, exit_with
 from virtuousai.config import Settings
-from virtuousai.errors import VaiError
+from virtuousai.errors import NotFound, VaiError
+from virtuousai.orgs.repository import AccessLookup
 from virtuousai.store.engine import make_engine, make_sessionmaker
+from virtuousai.store.tenant import TenantContext
+
+T = TypeVar("T")
+
+OrgOption = Annotated[str, typer.Option("--org", help="Organization id (`vai org list` shows them).")]
+
+
+class UnknownOrganization(NotFound):
+    def __init__(self, org: str) -> None:
+        super().__init__(f"no organization {org}")
 
 
 @asynccontextmanager
@@ -24,13 +37,38 @@ async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[
         await engine.dispose()
 
 
-def echo_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, default=str))
+async def resolve_org(session: AsyncSession, org: str) -> TenantContext:
+    """The tenant of ``--org``: every command that takes one starts here, so an unknown id is refused before the
+    command does anything, with the same message and exit status everywhere."""
+    if await AccessLookup(session).organization(org) is None:
+        raise UnknownOrganization(org)
+    return TenantContext(tenant_id=org)
 
 
-def fail(exc: VaiError) -> None:
-    """Print a domain error the way the API would describe it, and exit non-zero."""
-    typer.echo(f"error: {exc.detail}", err=True)
-    for err in exc.errors:
-        typer.echo(f"  {'.'.join(map(str, err['loc']))}: {err['msg']}", err=True)
-    raise typer.Exit(code=2)
+@asynccontextmanager
+async def open_org(
+    org: str, settings: Settings | None = None
+) -> AsyncIterator[tuple[async_sessionmaker[AsyncSession], TenantContext]]:
+    """Sessions on the database and the tenant of ``--org``, checked once."""
+    async with open_sessions(settings or Settings()) as sessions:
+        async with sessions() as session:
+            tenant = await resolve_org(session, org)
+        yield sessions, tenant
+
+
+def run(
+    main: Coroutine[Any, Any, T],
+    words: Words | None = None,
+    report: Callable[[VaiError], NoReturn] | None = None,
+) -> T:
+    """Run a command's coroutine. A domain error is printed once, in the command's ``words``, and exits 2; a
+    command that reports its own errors (a spec's, with line numbers) passes ``report``, which still never sees an
+    unknown ``--org``."""
+    try:
+        return eventloop.run(main)
+    except UnknownOrganization as exc:
+        exit_with(exc.detail)
+    except VaiError as exc:
+        if report is not None:
+            report(exc)
+        exit_with(exc.detail, exc.errors, words)

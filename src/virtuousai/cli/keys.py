@@ -9,11 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from virtuousai import eventloop
-from virtuousai.cli.common import echo_json, fail, open_sessions
+from virtuousai.cli.common import open_sessions, run
+from virtuousai.cli.output import EXIT_REFUSED, JsonObjectOption, echo_json, print_table
 from virtuousai.config import Settings
 from virtuousai.connections.tables import SEALED_CONNECTIONS
 from virtuousai.crypto.envelope import EnvelopeCipher
@@ -21,16 +19,15 @@ from virtuousai.crypto.kek import KeyProvider, KeyUnavailable, RotatableKeyProvi
 from virtuousai.crypto.keyfile import InsecureKeyFile
 from virtuousai.crypto.providers import build_key_provider
 from virtuousai.crypto.rotation import SealedTable, count_by_version, retire_version, rewrap_all
-from virtuousai.errors import VaiError
 
 keys_app = typer.Typer(
-    help="Encryption keys of connection secrets: status, rotate, rewrap, retire.", no_args_is_help=True
+    help="Encryption keys of connection secrets: status, rotate, rewrap, retire.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 # Every table that stores sealed secrets; a primitive that seals more adds its table here.
 SEALED_TABLES: tuple[SealedTable, ...] = (SEALED_CONNECTIONS,)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
 def _provider(settings: Settings) -> KeyProvider:
@@ -38,7 +35,7 @@ def _provider(settings: Settings) -> KeyProvider:
         return build_key_provider(settings)
     except (KeyUnavailable, InsecureKeyFile) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(code=EXIT_REFUSED) from exc
 
 
 def _rotatable(settings: Settings) -> RotatableKeyProvider:
@@ -49,22 +46,20 @@ def _rotatable(settings: Settings) -> RotatableKeyProvider:
             "versioned keys (its version 1 is the current master key file), then run this again.",
             err=True,
         )
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=EXIT_REFUSED)
     return provider
 
 
 def _run(coro: Any) -> Any:
     try:
-        return eventloop.run(coro)
-    except VaiError as exc:
-        fail(exc)
+        return run(coro)
     except (KeyUnavailable, InsecureKeyFile) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(code=EXIT_REFUSED) from exc
 
 
 @keys_app.command("status")
-def keys_status(as_json: JsonOption = False) -> None:
+def keys_status(as_json: JsonObjectOption = False) -> None:
     """The provider, its key versions and how many records each version protects."""
     settings = Settings()
     provider = _provider(settings)
@@ -101,7 +96,7 @@ def keys_status(as_json: JsonOption = False) -> None:
     if as_json:
         echo_json(status)
         return
-    table = Table("version", "state", "records", "created", "retired", title=f"key provider: {status['provider']}")
+    rows = []
     for v in status["versions"]:
         state = (
             "missing"
@@ -112,14 +107,14 @@ def keys_status(as_json: JsonOption = False) -> None:
             if v["version"] == status["active_version"]
             else "old"
         )
-        table.add_row(
-            str(v["version"]), state, str(v["records"]), str(v["created_at"] or ""), str(v["retired_at"] or "")
-        )
-    Console().print(table)
+        rows.append((v["version"], state, v["records"], v["created_at"], v["retired_at"]))
+    print_table(
+        ("version", "state", "records", "created", "retired"), rows, title=f"key provider: {status['provider']}"
+    )
 
 
 @keys_app.command("rotate")
-def keys_rotate(as_json: JsonOption = False) -> None:
+def keys_rotate(as_json: JsonObjectOption = False) -> None:
     """Add a key version; new secrets are sealed under it. Run `vai keys rewrap` next."""
     provider = _rotatable(Settings())
     info = _run(provider.add_version())
@@ -132,7 +127,7 @@ def keys_rotate(as_json: JsonOption = False) -> None:
 @keys_app.command("rewrap")
 def keys_rewrap(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=10_000)] = 200,
-    as_json: JsonOption = False,
+    as_json: JsonObjectOption = False,
 ) -> None:
     """Re-wrap every data key under the active version (secret ciphertexts are not touched)."""
     settings = Settings()

@@ -6,24 +6,18 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from virtuousai import eventloop
-from virtuousai.cli.common import echo_json, fail, open_sessions
+from virtuousai.cli.common import OrgOption, open_org, open_sessions, run
+from virtuousai.cli.output import JsonListOption, JsonObjectOption, cell, echo_json, print_table
 from virtuousai.config import Settings
-from virtuousai.errors import NotFound, VaiError
+from virtuousai.errors import NotFound
 from virtuousai.orgs.repository import AccessLookup
 from virtuousai.orgs.service import ApiKeyService, create_organization, normalize_email
 from virtuousai.orgs.tables import Role
 from virtuousai.store.pagination import MAX_LIMIT, PageRequest
-from virtuousai.store.tenant import TenantContext
 
-org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True)
-key_app = typer.Typer(help="API keys.", no_args_is_help=True)
-
-OrgOption = Annotated[str, typer.Option("--org", help="Organization id.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+org_app = typer.Typer(help="Organizations (tenants).", no_args_is_help=True, add_completion=False)
+key_app = typer.Typer(help="API keys.", no_args_is_help=True, add_completion=False)
 
 
 @org_app.command("create")
@@ -31,11 +25,11 @@ def org_create(
     name: Annotated[str, typer.Argument(help="Organization name.")],
     owner_email: Annotated[str, typer.Option("--owner-email", help="The owner's email.")],
     owner_name: Annotated[str, typer.Option("--owner-name")] = "",
-    as_json: JsonOption = False,
+    as_json: JsonObjectOption = False,
 ) -> None:
     """Create an organization with its owner, and print the owner's API key (shown once)."""
 
-    async def run() -> None:
+    async def main() -> None:
         async with open_sessions(Settings()) as sessions, sessions() as session:
             created = await create_organization(session, name, owner_email, owner_name)
         if as_json:
@@ -48,28 +42,22 @@ def org_create(
             typer.echo(f"api key:      {created.key.plaintext}")
             typer.echo("The key is shown once; store it now.")
 
-    try:
-        eventloop.run(run())
-    except VaiError as exc:
-        fail(exc)
+    run(main())
 
 
 @org_app.command("list")
-def org_list(as_json: JsonOption = False) -> None:
+def org_list(as_json: JsonListOption = False) -> None:
     """List organizations (ids and names) in this database."""
 
-    async def run() -> None:
+    async def main() -> None:
         async with open_sessions(Settings()) as sessions, sessions() as session:
             orgs = await AccessLookup(session).organizations()
         if as_json:
             echo_json([{"id": o.id, "name": o.name, "created_at": o.created_at} for o in orgs])
             return
-        table = Table("id", "name", "created")
-        for org in orgs:
-            table.add_row(org.id, org.name, str(org.created_at))
-        Console().print(table)
+        print_table(("id", "name", "created"), [(o.id, o.name, o.created_at) for o in orgs])
 
-    eventloop.run(run())
+    run(main())
 
 
 @key_app.command("create")
@@ -79,38 +67,35 @@ def key_create(
     name: Annotated[str, typer.Option("--name")] = "",
     role: Annotated[Role | None, typer.Option("--role", help="Ceiling for the key.")] = None,
     expires_at: Annotated[datetime | None, typer.Option("--expires-at", help="UTC expiry.")] = None,
-    as_json: JsonOption = False,
+    as_json: JsonObjectOption = False,
 ) -> None:
     """Issue an API key for a member of an organization."""
 
-    async def run() -> None:
-        async with open_sessions(Settings()) as sessions, sessions() as session:
-            lookup = AccessLookup(session)
-            user = await lookup.user_by_email(normalize_email(email))
-            if user is None or await lookup.organization(org) is None:
-                raise NotFound("no such organization or user")
+    async def main() -> None:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
+            user = await AccessLookup(session).user_by_email(normalize_email(email))
+            if user is None:
+                raise NotFound(f"no user {email}")
             expiry = expires_at.replace(tzinfo=expires_at.tzinfo or UTC) if expires_at else None
-            service = ApiKeyService(session, TenantContext(tenant_id=org))
-            issued = await service.create_for_user(user.id, name=name, role=role, expires_at=expiry)
+            issued = await ApiKeyService(session, tenant).create_for_user(
+                user.id, name=name, role=role, expires_at=expiry
+            )
         if as_json:
             echo_json({"id": issued.api_key.id, "api_key": issued.plaintext, "role": issued.api_key.role.value})
         else:
             typer.echo(f"key id:  {issued.api_key.id}")
             typer.echo(f"api key: {issued.plaintext}")
 
-    try:
-        eventloop.run(run())
-    except VaiError as exc:
-        fail(exc)
+    run(main(), words={("body", "expires_at"): "--expires-at", ("body", "role"): "--role"})
 
 
 @key_app.command("list")
-def key_list(org: OrgOption, as_json: JsonOption = False) -> None:
+def key_list(org: OrgOption, as_json: JsonListOption = False) -> None:
     """List an organization's API keys (never the keys themselves)."""
 
-    async def run() -> None:
-        async with open_sessions(Settings()) as sessions, sessions() as session:
-            page = await ApiKeyService(session, TenantContext(tenant_id=org)).list(PageRequest(limit=MAX_LIMIT))
+    async def main() -> None:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
+            page = await ApiKeyService(session, tenant).list(PageRequest(limit=MAX_LIMIT))
         rows = [
             {
                 "id": k.id,
@@ -127,14 +112,13 @@ def key_list(org: OrgOption, as_json: JsonOption = False) -> None:
         if as_json:
             echo_json(rows)
             return
-        table = Table("id", "name", "prefix", "role", "last used", "expires", "revoked")
-        for r in rows:
-            table.add_row(
-                *(str(r[c] or "") for c in ("id", "name", "prefix", "role", "last_used_at", "expires_at", "revoked_at"))
-            )
-        Console().print(table)
+        columns = ("id", "name", "prefix", "role", "last_used_at", "expires_at", "revoked_at")
+        print_table(
+            ("id", "name", "prefix", "role", "last used", "expires", "revoked"),
+            [[r[c] for c in columns] for r in rows],
+        )
 
-    eventloop.run(run())
+    run(main())
 
 
 @key_app.command("revoke")
@@ -142,12 +126,9 @@ def key_revoke(key_id: Annotated[str, typer.Argument()], org: OrgOption) -> None
     """Revoke an API key; requests with it answer 401 from now on (a server on the same SQLite file may trust it
     for up to VAI_AUTH_CACHE_TTL_S more)."""
 
-    async def run() -> None:
-        async with open_sessions(Settings()) as sessions, sessions() as session:
-            key = await ApiKeyService(session, TenantContext(tenant_id=org)).revoke(key_id)
-        typer.echo(f"revoked {key.id} at {key.revoked_at}")
+    async def main() -> None:
+        async with open_org(org) as (sessions, tenant), sessions() as session:
+            key = await ApiKeyService(session, tenant).revoke(key_id)
+        typer.echo(f"revoked {key.id} at {cell(key.revoked_at)}")
 
-    try:
-        eventloop.run(run())
-    except VaiError as exc:
-        fail(exc)
+    run(main())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from virtuousai.timeutil import Timestamp
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 
@@ -46,8 +47,8 @@ class ConnectionPublic(BaseModel):
     is_default: bool
     secret_fields_set: list[str] = Field(description="Which secret fields hold a value (never the values).")
     key_version: int = Field(description="The key-encryption-key version the secrets are wrapped under.")
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ProviderPublic(BaseModel):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.data.guard import MAX_SQL_LENGTH
+from virtuousai.timeutil import Timestamp
 
 
 class ColumnPublic(BaseModel):
@@ -26,7 +26,7 @@ class TablePublic(BaseModel):
     row_count: int
     file_count: int
     version: int = Field(description="Increases with every published load or transform.")
-    last_load_at: datetime = Field(description="When the current version was published.")
+    last_load_at: Timestamp = Field(description="When the current version was published.")
     last_load_id: str | None = Field(description="dlt load id (extracts) or the run id (transforms).")
     last_run_id: str | None = Field(description="The action run that published the current version.")
     freshness_s: float = Field(description="Seconds since the current version was published.")

@@ -139,6 +139,17 @@ def check_sql_source(
     return columns
 
 
+def float_as_double(sql_type: Any) -> Any:
+    """dlt's ``type_adapter_callback``: floating-point columns (``REAL``, ``FLOAT``, ``DOUBLE``) are doubles.
+
+    dlt recognises a double as a ``Numeric`` that returns floats, and SQLAlchemy 2.1 no longer derives ``Float`` from
+    ``Numeric``: without this every such column (the demo shop's prices among them) logs "unknown data type REAL"
+    on every run and has its type guessed from the data."""
+    if isinstance(sql_type, sa.Float) and not isinstance(sql_type, sa.Numeric):
+        return sa.Numeric(asdecimal=False)
+    return sql_type
+
+
 def sql_resources(engine: sa.Engine, source: SqlDatabaseSource) -> list[Any]:
     import dlt
     from dlt.sources.sql_database import sql_table
@@ -155,6 +166,7 @@ def sql_resources(engine: sa.Engine, source: SqlDatabaseSource) -> list[Any]:
                 chunk_size=source.chunk_size,
                 incremental=dlt.sources.incremental(cursor) if cursor else None,
                 reflection_level="full",
+                type_adapter_callback=float_as_double,
             )
         )
     return resources

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.orgs.tables import Role
+from virtuousai.timeutil import Timestamp
 
 
 class OrganizationPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     name: str
-    created_at: datetime
+    created_at: Timestamp
 
 
 class UserPublic(BaseModel):
@@ -38,7 +38,7 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="", max_length=200)
     role: Role | None = Field(default=None, description="Ceiling for this key; default: the caller's role.")
-    expires_at: datetime | None = Field(default=None, description="Timezone-aware expiry; none means never.")
+    expires_at: Timestamp | None = Field(default=None, description="Timezone-aware expiry; none means never.")
 
 
 class ApiKeyPublic(BaseModel):
@@ -48,10 +48,10 @@ class ApiKeyPublic(BaseModel):
     prefix: str
     role: Role
     membership_id: str
-    created_at: datetime
-    last_used_at: datetime | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
 
 
 class ApiKeyCreated(ApiKeyPublic):

@@ -1,14 +1,13 @@
 """Cursor pagination: ``?limit=&cursor=`` in, ``{items, next_cursor}`` out.
 
-Ids are time-ordered and unique, so the cursor is simply the last id of the page, newest first. It is opaque to
-clients (base64url) so we can change what it holds later.
+Ids are time-ordered and unique, so the cursor is simply the last id of the page, newest first, as Stripe's
+``starting_after`` is. Any string of an id's shape is a valid position (the page after it), so the OpenAPI document
+can say exactly what the server accepts (``CURSOR_PATTERN``), and a cursor says nothing its page did not.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -26,19 +25,19 @@ class InvalidCursor(ValueError):
     pass
 
 
+# An id: a lower-case kind prefix and a ULID (ids.py).
+CURSOR_PATTERN = r"^[a-z]{1,10}_[0-9A-HJKMNP-TV-Z]{26}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"id": last_id}).encode()).decode().rstrip("=")
+    return last_id
 
 
 def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidCursor("cursor is not one this API issued") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise InvalidCursor("cursor is not one this API issued")
-    return str(data["id"])
+    if not _CURSOR.match(cursor):
+        raise InvalidCursor("cursor is not one this API issued (the `next_cursor` of a page)")
+    return cursor
 
 
 @dataclass(frozen=True)

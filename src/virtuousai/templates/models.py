@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.actions.models import ActionRunPublic
 from virtuousai.templates.tables import TemplateKind
+from virtuousai.timeutil import Timestamp
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
 DEFAULT_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
@@ -49,7 +49,7 @@ class TemplateVersionPublic(BaseModel):
     body: dict[str, Any]
     content_hash: str = Field(description="sha256 of the canonical JSON of {kind, parameters, body}.")
     created_by: str | None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class TemplatePublic(BaseModel):
@@ -62,8 +62,8 @@ class TemplatePublic(BaseModel):
     content_hash: str
     parameters: dict[str, Any]
     body: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class TemplateInstantiate(BaseModel):
