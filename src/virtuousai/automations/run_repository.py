@@ -21,6 +21,45 @@ from virtuousai.store.tenant import TenantRepository
 FAILED_OR_CANCELLED = (RunStatus.FAILED, RunStatus.CANCELLED)
 ACTIVE_STATUSES = sorted(ACTIVE)
 
+# The statements every pass runs, built once (building and keying a select costs more than its round trip).
+_OF_STEP = (
+    ActionRun.tenant_id == sa.bindparam("tenant_id"),
+    ActionRun.parent_run_id == sa.bindparam("parent_run_id"),
+    ActionRun.step_key == sa.bindparam("step_key"),
+)
+_ACTIVE = sa.select(ActionRun.id).where(*_OF_STEP, ActionRun.status.in_(ACTIVE_STATUSES))
+_ANY_ACTIVE = _ACTIVE.limit(1)
+_COUNT_ACTIVE = sa.select(sa.func.count()).select_from(_ACTIVE.subquery())
+_ANY_FAILED = sa.select(ActionRun.id).where(*_OF_STEP, ActionRun.status.in_(FAILED_OR_CANCELLED)).limit(1)
+_CHILDREN = sa.select(
+    ActionRun.id,
+    ActionRun.idempotency_key,
+    ActionRun.status,
+    ActionRun.attempt,
+    ActionRun.error,
+    sa.type_coerce(sa.case((ActionRun.status == RunStatus.COMPLETED, ActionRun.output)), ActionRun.output.type),
+).where(*_OF_STEP)
+_RUN_INFO = (
+    sa.select(
+        AutomationRun.id,
+        AutomationRun.tenant_id,
+        AutomationRun.automation_id,
+        AutomationRun.status,
+        AutomationRun.params,
+        AutomationRun.trigger,
+        AutomationRun.trigger_key,
+        AutomationRun.created_at,
+        AutomationRun.started_at,
+        AutomationRun.cancel_requested_at.is_not(None),
+        AutomationRun.template_pins,
+        AutomationRun.last_event_seq,
+        AutomationRun.version_id,
+        Organization.settings,
+    )
+    .join(Organization, Organization.id == AutomationRun.tenant_id)
+    .where(AutomationRun.tenant_id == sa.bindparam("tenant_id"), AutomationRun.id == sa.bindparam("run_id"))
+)
+
 
 class AutomationRunRepository(TenantRepository[AutomationRun]):
     model = AutomationRun
@@ -118,28 +157,7 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
     async def run_info(self, run_id: str) -> tuple[RunInfo, str, dict[str, Any]] | None:
         """The run as a plan sees it, its version id, and its organization's settings (one row, no ORM object:
         every pass reads it)."""
-        run = AutomationRun
-        stmt = (
-            sa.select(
-                run.id,
-                run.tenant_id,
-                run.automation_id,
-                run.status,
-                run.params,
-                run.trigger,
-                run.trigger_key,
-                run.created_at,
-                run.started_at,
-                run.cancel_requested_at.is_not(None),
-                run.template_pins,
-                run.last_event_seq,
-                run.version_id,
-                Organization.settings,
-            )
-            .join(Organization, Organization.id == run.tenant_id)
-            .where(run.tenant_id == self.tenant_id, run.id == run_id)
-        )
-        row = (await self.session.execute(stmt)).tuples().first()
+        row = (await self.session.execute(_RUN_INFO, {"tenant_id": self.tenant_id, "run_id": run_id})).tuples().first()
         if row is None:
             return None
         return RunInfo(*row[:12]), row[12], dict(row[13] or {})
@@ -174,41 +192,23 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         """What the ActionRuns of a RUNNING step are doing, in a few index seeks (``ix_action_runs_parent``);
         every one of them is read only once they have all ended (``count_active``: count the active ones exactly,
         for ``max_parallel``, instead of asking whether there is one)."""
-        of_step = (
-            ActionRun.tenant_id == self.tenant_id,
-            ActionRun.parent_run_id == run_id,
-            ActionRun.step_key == step.key,
-        )
+        of_step = {"tenant_id": self.tenant_id, "parent_run_id": run_id, "step_key": step.key}
         if step.item_count is None:  # one ActionRun at most: read it
-            return await self._single(of_step)
-        active_rows = sa.select(ActionRun.id).where(*of_step, ActionRun.status.in_(ACTIVE_STATUSES))
+            ended = await self._ended(of_step)
+            if not ended or ended[0].status in ACTIVE:
+                return Children(active=1 if ended else 0, failed=False)
+            return Children(active=0, failed=ended[0].status in FAILED_OR_CANCELLED, ended=ended)
         if count_active:
-            active = int(await self.session.scalar(sa.select(sa.func.count()).select_from(active_rows.subquery())) or 0)
+            active = int(await self.session.scalar(_COUNT_ACTIVE, of_step) or 0)
         else:
-            active = 1 if await self.session.scalar(active_rows.limit(1)) is not None else 0
-        failed_rows = sa.select(ActionRun.id).where(*of_step, ActionRun.status.in_(FAILED_OR_CANCELLED)).limit(1)
-        failed = await self.session.scalar(failed_rows) is not None
+            active = 1 if await self.session.scalar(_ANY_ACTIVE, of_step) is not None else 0
+        failed = await self.session.scalar(_ANY_FAILED, of_step) is not None
         if active or (step.launched < step.item_count and not failed):
             return Children(active=active, failed=failed)
         return Children(active=0, failed=failed, ended=await self._ended(of_step))
 
-    async def _single(self, of_step: tuple[sa.ColumnElement[bool], ...]) -> Children:
-        ended = await self._ended(of_step)
-        if not ended or any(child.status in ACTIVE for child in ended):
-            return Children(active=1 if ended else 0, failed=False)
-        return Children(active=0, failed=ended[0].status in FAILED_OR_CANCELLED, ended=ended)
-
-    async def _ended(self, of_step: tuple[sa.ColumnElement[bool], ...]) -> tuple[ChildRun, ...]:
-        completed_output = sa.case((ActionRun.status == RunStatus.COMPLETED, ActionRun.output))
-        stmt = sa.select(
-            ActionRun.id,
-            ActionRun.idempotency_key,
-            ActionRun.status,
-            ActionRun.attempt,
-            ActionRun.error,
-            sa.type_coerce(completed_output, ActionRun.output.type),
-        ).where(*of_step)
-        rows = (await self.session.execute(stmt)).tuples().all()
+    async def _ended(self, of_step: dict[str, Any]) -> tuple[ChildRun, ...]:
+        rows = (await self.session.execute(_CHILDREN, of_step)).tuples().all()
         children = [
             ChildRun(id, item_index(key), status, attempt, error, output)
             for id, key, status, attempt, error, output in rows
