@@ -21,6 +21,7 @@ this one ended.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from virtuousai.actions.policy import overrides_of
 from virtuousai.automations.plan import (
     AutomationState,
     Children,
+    ChildRun,
     Move,
     PinnedTemplate,
     Plan,
@@ -52,7 +54,8 @@ from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.machine import Stale
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import ActionRun, ActionRunEvent
-from virtuousai.store.drivers import driver_for_session
+from virtuousai.runtime.transition import Finish
+from virtuousai.store.drivers import Rows, Wakeup, driver_for_session
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.service import TemplateService
 from virtuousai.timeutil import utcnow
@@ -77,13 +80,28 @@ class AutomationRuns:
         self._suspect: set[str] = set()  # runs whose last pass found an item's idempotency key taken
 
     async def load(
-        self, session: AsyncSession, tenant: TenantContext, run_id: str, kept: AutomationState | None
+        self,
+        session: AsyncSession,
+        tenant: TenantContext,
+        run_id: str,
+        kept: AutomationState | None,
+        finishing: Finish | None = None,
     ) -> Loaded | None:
         runs = AutomationRunRepository(session, tenant)
-        found = await runs.run_info(run_id)
+        # With a kept state, the children of its single-run RUNNING steps come with the run row.
+        single = [
+            key
+            for key, step in (kept.steps.items() if kept else ())
+            if step.status is StepStatus.RUNNING and step.item_count is None
+        ]
+        found = await runs.run_info(run_id, single)
         if found is None or found[0].status.is_terminal:
             return None
-        info, version_id, org_settings = found
+        info, version_id, org_settings, read_with_run = found
+        if finishing is not None:  # written by the same transaction: seen as it will be
+            read_with_run = {
+                key: tuple(_as_finished(c, finishing) for c in rows) for key, rows in read_with_run.items()
+            }
         if kept is not None and kept.run.last_event_seq == info.last_event_seq:
             # Nothing moved since this process's last pass wrote it (every change appends an event).
             state = replace(kept, run=info, approval_overrides=overrides_of(org_settings), now=utcnow())
@@ -104,10 +122,20 @@ class AutomationRuns:
             )
         children: dict[str, Children] = {}
         for step in state.steps.values():
-            if step.status is StepStatus.RUNNING:
+            if step.status is not StepStatus.RUNNING:
+                continue
+            if step.key in read_with_run and step.item_count is None:
+                children[step.key] = runs.single_children(read_with_run[step.key])
+            else:
                 count_active = state.version.steps[step.key].max_parallel is not None
                 children[step.key] = await runs.children(run_id, step, count_active=count_active)
         state = replace(state, children=children)
+        if finishing is not None and not any(
+            child.id == finishing.run.id for c in children.values() for child in (c.ended or ())
+        ):
+            # The finishing child is not one this state reads with the run (the kept state was behind): the
+            # finish must take the general path, whose pass reads it once it is written.
+            raise Stale(f"automation run {run_id}: child {finishing.run.id} is not the one its kept state waits on")
         if run_id in self._suspect:  # a key was found taken: who holds the ones this pass would create?
             self._suspect.discard(run_id)
             keys = [r.idempotency_key or "" for launch in plan(state).launches for r in launch.requests]
@@ -126,8 +154,15 @@ class AutomationRuns:
         running = [step for step in kept.steps.values() if step.status is StepStatus.RUNNING]
         return len(running) == 1 and running[0].item_count is None and running[0].launched == 1
 
-    async def apply(self, session: AsyncSession, loaded: Loaded, planned: Plan, lease: Lease | None = None) -> Effects:
-        if planned.empty:
+    async def apply(
+        self,
+        session: AsyncSession,
+        loaded: Loaded,
+        planned: Plan,
+        lease: Lease | None = None,
+        together: tuple[Sequence[Rows], Wakeup] | None = None,
+    ) -> Effects:
+        if planned.empty and together is None:
             return Effects()
         state, runs = loaded.state, loaded.runs
         run = state.run
@@ -141,6 +176,7 @@ class AutomationRuns:
         )
         events = [_event(run, run.last_event_seq + n, move, state.now) for n, move in enumerate(planned.moves, 1)]
         writes = [
+            # Even a pass that moves nothing checks the version when it writes something else with it.
             runs.run_update(run.id, seen_seq=run.last_event_seq, values=_run_values(run, planned, state.now)),
             runs.step_updates(_step_rows(state, planned)),
             runs.inserts(AutomationRunEvent, events),
@@ -148,6 +184,9 @@ class AutomationRuns:
             runs.inserts(ActionRunEvent, children.events),
         ]
         wakeups = [children.wakeup] if children.wakeup is not None else []
+        if together is not None:
+            writes = [*together[0], *writes]
+            wakeups.append(together[1])
         try:
             written = await driver_for_session(session).write_together(session, writes, wakeups)
         except IntegrityError:
@@ -155,8 +194,9 @@ class AutomationRuns:
             # the API): the next load reads who holds the keys, and the plan fails the step.
             self._suspect.add(run.id)
             raise Stale(f"automation run {run.id}: an item's idempotency key is taken") from None
-        if written[0] != 1:
-            raise Stale(f"automation run {run.id} moved since this pass read it")
+        extra = len(together[0]) if together is not None else 0
+        if any(count == 0 for count in written[: extra + 1]):
+            raise Stale(f"automation run {run.id} (or the child finishing with its pass) moved since it was read")
         effects = Effects(
             cancel=await runs.active_children(run.id, planned.cancel_steps),
             leased=[row for row in children.rows if row["status"] is RunStatus.RUNNING],
@@ -211,6 +251,14 @@ class AutomationRuns:
         if policies.get(run.trigger_key) != "queue":
             return False
         return await runs.earlier_active(run)
+
+
+def _as_finished(child: ChildRun, finishing: Finish) -> ChildRun:
+    if child.id != finishing.run.id:
+        return child
+    return replace(
+        child, status=finishing.to, attempt=finishing.run.attempt, error=finishing.error, output=finishing.output
+    )
 
 
 # -- rows ----------------------------------------------------------------------------------------------------------

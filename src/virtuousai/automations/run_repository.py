@@ -39,24 +39,46 @@ _CHILDREN = sa.select(
     ActionRun.error,
     sa.type_coerce(sa.case((ActionRun.status == RunStatus.COMPLETED, ActionRun.output)), ActionRun.output.type),
 ).where(*_OF_STEP)
+_RUN_COLUMNS = (
+    AutomationRun.id,
+    AutomationRun.tenant_id,
+    AutomationRun.automation_id,
+    AutomationRun.status,
+    AutomationRun.params,
+    AutomationRun.trigger,
+    AutomationRun.trigger_key,
+    AutomationRun.created_at,
+    AutomationRun.started_at,
+    AutomationRun.cancel_requested_at.is_not(None),
+    AutomationRun.template_pins,
+    AutomationRun.last_event_seq,
+    AutomationRun.version_id,
+    Organization.settings,
+)
+# The run, its organization's settings and the ActionRuns of the given single-run steps, in one statement: what a
+# pass of a run whose steps it keeps (a chain) reads. One row per ActionRun (the run's columns repeated), or one
+# with NULL ActionRun columns when there is none.
+_child = sa.orm.aliased(ActionRun)
 _RUN_INFO = (
     sa.select(
-        AutomationRun.id,
-        AutomationRun.tenant_id,
-        AutomationRun.automation_id,
-        AutomationRun.status,
-        AutomationRun.params,
-        AutomationRun.trigger,
-        AutomationRun.trigger_key,
-        AutomationRun.created_at,
-        AutomationRun.started_at,
-        AutomationRun.cancel_requested_at.is_not(None),
-        AutomationRun.template_pins,
-        AutomationRun.last_event_seq,
-        AutomationRun.version_id,
-        Organization.settings,
+        *_RUN_COLUMNS,
+        _child.step_key,
+        _child.id,
+        _child.idempotency_key,
+        _child.status,
+        _child.attempt,
+        _child.error,
+        sa.type_coerce(sa.case((_child.status == RunStatus.COMPLETED, _child.output)), _child.output.type),
     )
     .join(Organization, Organization.id == AutomationRun.tenant_id)
+    .outerjoin(
+        _child,
+        sa.and_(
+            _child.tenant_id == AutomationRun.tenant_id,
+            _child.parent_run_id == AutomationRun.id,
+            _child.step_key.in_(sa.bindparam("steps", expanding=True)),
+        ),
+    )
     .where(AutomationRun.tenant_id == sa.bindparam("tenant_id"), AutomationRun.id == sa.bindparam("run_id"))
 )
 
@@ -154,13 +176,22 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
 
     # -- what a pass reads ----------------------------------------------------------------------------------------
 
-    async def run_info(self, run_id: str) -> tuple[RunInfo, str, dict[str, Any]] | None:
-        """The run as a plan sees it, its version id, and its organization's settings (one row, no ORM object:
-        every pass reads it)."""
-        row = (await self.session.execute(_RUN_INFO, {"tenant_id": self.tenant_id, "run_id": run_id})).tuples().first()
-        if row is None:
+    async def run_info(
+        self, run_id: str, single_steps: Sequence[str] = ()
+    ) -> tuple[RunInfo, str, dict[str, Any], dict[str, tuple[ChildRun, ...]]] | None:
+        """The run as a plan sees it, its version id, its organization's settings, and the ActionRuns of the given
+        single-run steps (each step's, possibly none): one row, or a few, and no ORM object (every pass reads it)."""
+        params = {"tenant_id": self.tenant_id, "run_id": run_id, "steps": list(single_steps)}
+        rows = (await self.session.execute(_RUN_INFO, params)).tuples().all()
+        if not rows:
             return None
-        return RunInfo(*row[:12]), row[12], dict(row[13] or {})
+        first = rows[0]
+        children: dict[str, tuple[ChildRun, ...]] = {key: () for key in single_steps}
+        for row in rows:
+            step_key, child_id, key, status, attempt, error, output = row[14:]
+            if child_id is not None:
+                children[step_key] += (ChildRun(child_id, item_index(key), status, attempt, error, output),)
+        return RunInfo(*first[:12]), first[12], dict(first[13] or {}), children
 
     async def step_infos(self, run_id: str, read_outputs_of: frozenset[str] | None) -> list[StepInfo]:
         """Every step of the run, in topological order; outputs only of the steps in ``read_outputs_of`` (``None``:
@@ -188,16 +219,20 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
         )
         return [StepInfo(*row) for row in (await self.session.execute(stmt)).tuples().all()]
 
+    @staticmethod
+    def single_children(ended: tuple[ChildRun, ...]) -> Children:
+        """What the one ActionRun (or none yet) of a single-run step is doing."""
+        if not ended or ended[0].status in ACTIVE:
+            return Children(active=1 if ended else 0, failed=False)
+        return Children(active=0, failed=ended[0].status in FAILED_OR_CANCELLED, ended=ended)
+
     async def children(self, run_id: str, step: StepInfo, *, count_active: bool) -> Children:
         """What the ActionRuns of a RUNNING step are doing, in a few index seeks (``ix_action_runs_parent``);
         every one of them is read only once they have all ended (``count_active``: count the active ones exactly,
         for ``max_parallel``, instead of asking whether there is one)."""
         of_step = {"tenant_id": self.tenant_id, "parent_run_id": run_id, "step_key": step.key}
         if step.item_count is None:  # one ActionRun at most: read it
-            ended = await self._ended(of_step)
-            if not ended or ended[0].status in ACTIVE:
-                return Children(active=1 if ended else 0, failed=False)
-            return Children(active=0, failed=ended[0].status in FAILED_OR_CANCELLED, ended=ended)
+            return self.single_children(await self._ended(of_step))
         if count_active:
             active = int(await self.session.scalar(_COUNT_ACTIVE, of_step) or 0)
         else:

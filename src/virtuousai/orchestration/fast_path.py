@@ -5,9 +5,10 @@ worker to claim the new child, and a wake-up between each. Here, when the worker
 process whose orchestrator advanced the child's parent last (its kept state) and the parent waits on that child
 alone, the worker's executor offers the finish to ``FastPath.finish``, which in one transaction
 
-1. records the finish (fenced by the worker's lease token, as the group commit would);
-2. takes the parent's pass — the same ``load`` (the run row and the step's child, no step rows: the kept state),
-   ``plan`` and ``apply`` as ``Orchestrator.advance``, guarded by the run's version;
+1. takes the parent's pass — the same ``load`` (one statement: the run row, no step rows: the kept state), ``plan``
+   and ``apply`` as ``Orchestrator.advance``, with the child's outcome as it is about to be written;
+2. writes the finish (fenced by the worker's lease token, the child's RUNNING status and its event counter) in the
+   same statement as the pass (guarded by the run's version): if either guard fails, nothing is written;
 3. creates the parent's next child, if the pass creates exactly one that needs no approval, RUNNING under the
    finishing worker's lease: the worker runs it next in the slot the finished child frees (no claim, and the
    organization's count of running runs does not change).
@@ -17,8 +18,8 @@ no kept state, more than one active child) or rolls back to the general path (th
 finish is then recorded alone by the group commit, and its wake-up brings the general pass.
 
 Measured on ``bench/automations.py`` (docs/automations.md, "Fast paths"): on this machine every statement costs
-about half a millisecond of system time, and a chain step here is 5 of them (BEGIN, finish, two reads, one write,
-COMMIT) instead of 9 and three wake-ups.
+about half a millisecond of system time, and a chain step here is 4 of them (BEGIN, one read, one write, COMMIT)
+instead of 9 and three wake-ups.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from virtuousai.orchestration.orchestrator import Effects, Orchestrator
 from virtuousai.runtime.creation import Lease
 from virtuousai.runtime.machine import Stale
 from virtuousai.runtime.recorder import RecordedWithParent
-from virtuousai.runtime.transition import Finish, finish_runs
+from virtuousai.runtime.transition import Finish, finish_as_rows
 from virtuousai.store.drivers import ClaimedRun, claimed_from_mapping
 from virtuousai.store.engine import transaction
 from virtuousai.store.tenant import TenantContext
@@ -51,7 +52,13 @@ class FastPath:
         parent_id = child.parent_run_id or ""
         parent = orchestrator.parents.get(prefix_of(parent_id))
         kept = orchestrator.kept.peek(parent_id)
-        if parent is None or parent_id in orchestrator.running or kept is None or not parent.sole_child(kept):
+        if (
+            parent is None
+            or finish.event_seq is None
+            or parent_id in orchestrator.running
+            or kept is None
+            or not parent.sole_child(kept)
+        ):
             return None
         orchestrator.running[parent_id] = False  # wake-ups for the parent meanwhile ask for one more advance
         tenant = TenantContext(tenant_id=child.tenant_id)
@@ -59,7 +66,7 @@ class FastPath:
             try:
                 recorded, effects, next_run = await self._together(finish, worker, tenant)
             except Stale:
-                return None  # the parent moved since its kept state: nothing was written
+                return None  # the parent or the child moved: nothing was written, the group commit records it
             except Exception:
                 log.warning("run %s: finish with its parent's pass failed; recording it alone", child.id, exc_info=True)
                 return None
@@ -74,20 +81,23 @@ class FastPath:
     async def _together(
         self, finish: Finish, worker: str, tenant: TenantContext
     ) -> tuple[bool, Effects | None, ClaimedRun | None]:
+        """The finish, the pass and the next child in one transaction; ``Stale`` (nothing written) when the parent
+        or the child moved since they were read: a lost lease, a cancel request, another pass."""
         orchestrator, child = self.orchestrator, finish.run
         parent_id = child.parent_run_id or ""
         parent = orchestrator.parents[prefix_of(parent_id)]
         now = utcnow()
         try:
             async with transaction(orchestrator.sessions) as session:
-                if child.id not in await finish_runs(session, [finish], now=now):
-                    return False, None, None  # the lease was lost: nothing changed
-                state = await parent.load(session, tenant, parent_id, orchestrator.kept.take(parent_id))
+                state = await parent.load(
+                    session, tenant, parent_id, orchestrator.kept.take(parent_id), finishing=finish
+                )
                 if state is None:
-                    return True, None, None  # the parent ended meanwhile: the finish commits alone
+                    raise Stale(f"parent run {parent_id} ended")  # the finish then goes the usual way
                 planned = parent.plan(state)
                 lease = Lease(worker, now + timedelta(seconds=self.lease_s))
-                effects = await parent.apply(session, state, planned, lease=lease)
+                together = finish_as_rows(finish, now=now)
+                effects = await parent.apply(session, state, planned, lease=lease, together=together)
                 # Before the commit, which on SQLite delivers the child's finished wake-up: its pass is this one.
                 orchestrator.passed.add(child.id)
         except BaseException:

@@ -38,7 +38,8 @@ from virtuousai.ids import prefix_of
 from virtuousai.runtime.cancellation import cancel_run
 from virtuousai.runtime.creation import Lease
 from virtuousai.runtime.machine import Stale
-from virtuousai.store.drivers import Wakeup, WakeupHub
+from virtuousai.runtime.transition import Finish
+from virtuousai.store.drivers import Rows, Wakeup, WakeupHub
 from virtuousai.store.engine import transaction
 from virtuousai.store.tenant import TenantContext
 
@@ -89,18 +90,34 @@ class ParentRuns(Protocol):
 
     prefix: str  # the id prefix of its runs (``arun``)
 
-    async def load(self, session: AsyncSession, tenant: TenantContext, run_id: str, kept: Any | None) -> Any | None:
+    async def load(
+        self,
+        session: AsyncSession,
+        tenant: TenantContext,
+        run_id: str,
+        kept: Any | None,
+        finishing: Finish | None = None,
+    ) -> Any | None:
         """The run's state, or None when there is nothing to advance (gone, or terminal). ``kept`` is what this
-        process's last pass of the run left (``after``), to be used only if the run is still at its version."""
+        process's last pass of the run left (``after``), to be used only if the run is still at its version;
+        ``finishing``, a child's outcome written by the same transaction (``fast_path.py``), as if already read."""
         ...
 
     def plan(self, state: Any) -> Any:
         """What happens next: a pure function of the state."""
         ...
 
-    async def apply(self, session: AsyncSession, state: Any, plan: Any, lease: Lease | None = None) -> Effects:
+    async def apply(
+        self,
+        session: AsyncSession,
+        state: Any,
+        plan: Any,
+        lease: Lease | None = None,
+        together: tuple[Sequence[Rows], Wakeup] | None = None,
+    ) -> Effects:
         """Write the plan in the caller's transaction, guarded by what ``load`` read; ``Stale`` when it moved.
-        With ``lease``, a plan that creates exactly one child creates it RUNNING under that lease."""
+        With ``lease``, a plan that creates exactly one child creates it RUNNING under that lease; ``together``
+        (writes, wake-up) go in the same statement, and a write of them that changes nothing is ``Stale`` too."""
         ...
 
     def sole_child(self, kept: Any) -> bool:

@@ -55,6 +55,10 @@ class RunControl:
     cancel: CancellationToken = field(default_factory=CancellationToken)
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    event_seq: int = 0  # the run's latest event as this worker appended it (its claim's, then its progress events)
+
+    def __post_init__(self) -> None:
+        self.event_seq = self.run.event_seq
 
     def request_cancel(self) -> None:
         self.cancel.cancel("cancel requested")
@@ -201,7 +205,7 @@ class RunExecutor:
             return None
         now = utcnow()
         event: dict[str, Any] = {"attempt": run.attempt}
-        finish = Finish(run, RunStatus.COMPLETED, event, output=outcome.output)
+        finish = Finish(run, RunStatus.COMPLETED, event, output=outcome.output, event_seq=control.event_seq)
         if outcome.kind == "cancelled":
             finish = replace(
                 finish, to=RunStatus.CANCELLED, error=outcome.error, event=event | {"forced": outcome.forced}
@@ -242,7 +246,7 @@ class RunExecutor:
                 raise ValueError("'status' events are the runtime's; name progress events something else")
             try:
                 async with transaction(self.sessions) as session:
-                    await append_event(session, handle, kind, data, token=run.lease_token)
+                    control.event_seq = await append_event(session, handle, kind, data, token=run.lease_token)
             except LeaseLost:
                 control.lease_lost.set()
                 raise Cancelled("lease lost") from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,7 @@ from virtuousai.ids import new_id
 from virtuousai.runtime.machine import Stale, guarded_update
 from virtuousai.runtime.states import TERMINAL, RunStatus, check_transition
 from virtuousai.runtime.tables import STATUS_EVENT, ActionRun, ActionRunEvent
-from virtuousai.store.drivers import ClaimedRun, ClaimEvents, RunFinish, Wakeup, driver_for_session
+from virtuousai.store.drivers import ClaimedRun, ClaimEvents, Rows, RunFinish, Wakeup, driver_for_session
 from virtuousai.timeutil import utcnow
 
 
@@ -113,37 +113,83 @@ class Finish:
     error: dict[str, Any] | None = None
     available_at: datetime | None = None  # back to PENDING: claimable from then
     give_back_attempt: bool = False  # released on shutdown: not the run's fault
+    event_seq: int | None = None  # the run's latest event as its worker knows it (``finish_as_rows``' guard)
+
+
+def _run_finish(f: Finish, now: datetime) -> RunFinish:
+    check_transition(RunStatus.RUNNING, f.to)
+    wakeup = wakeup_after(f.to, f.run.id, f.run.tenant_id, f.run.parent_run_id)
+    if wakeup is None:  # every move out of RUNNING wakes someone; the table would have to change first
+        raise ValueError(f"no wake-up for RUNNING → {f.to.value}")
+    return RunFinish(
+        run_id=f.run.id,
+        tenant_id=f.run.tenant_id,
+        lease_token=f.run.lease_token,
+        status=f.to.value,
+        output=f.output,
+        error=f.error,
+        available_at=f.available_at,
+        finished_at=now if f.to in TERMINAL else None,
+        attempt_delta=-1 if f.give_back_attempt else 0,
+        event_id=new_id("evt"),
+        event_data={"from": RunStatus.RUNNING.value, "to": f.to.value, **f.event},
+        wakeup=wakeup,
+    )
 
 
 async def finish_runs(session: AsyncSession, finishes: Sequence[Finish], *, now: datetime) -> set[str]:
     """Record several workers' outcomes in the caller's transaction (group commit): each run moves only if its own
     token still holds, with its status event and wake-up. Returns the ids that moved; any other run failed its
     guard (its lease was lost) and changed nothing."""
-    rows: list[RunFinish] = []
-    for f in finishes:
-        check_transition(RunStatus.RUNNING, f.to)
-        wakeup = wakeup_after(f.to, f.run.id, f.run.tenant_id, f.run.parent_run_id)
-        if wakeup is None:  # every move out of RUNNING wakes someone; the table would have to change first
-            raise ValueError(f"no wake-up for RUNNING → {f.to.value}")
-        rows.append(
-            RunFinish(
-                run_id=f.run.id,
-                tenant_id=f.run.tenant_id,
-                lease_token=f.run.lease_token,
-                status=f.to.value,
-                output=f.output,
-                error=f.error,
-                available_at=f.available_at,
-                finished_at=now if f.to in TERMINAL else None,
-                attempt_delta=-1 if f.give_back_attempt else 0,
-                event_id=new_id("evt"),
-                event_data={"from": RunStatus.RUNNING.value, "to": f.to.value, **f.event},
-                wakeup=wakeup,
-            )
-        )
+    rows = [_run_finish(f, now) for f in finishes]
     if not rows:
         return set()
     return await driver_for_session(session).finish_runs_if_owned(session, rows, now=now)
+
+
+def finish_as_rows(f: Finish, *, now: datetime) -> tuple[list[Rows], Wakeup]:
+    """One terminal outcome as writes for ``RunQueueDriver.write_together`` (with other writes of the caller's, in
+    one statement) and its wake-up: the run's update, guarded by its lease token, its RUNNING status and the
+    event counter its worker knows (``f.event_seq``; an event appended by someone else — a cancel request — makes
+    the guard fail, and the caller records the outcome the usual way), then its status event."""
+    if f.event_seq is None or f.give_back_attempt or f.available_at is not None:
+        raise ValueError("finish_as_rows records a terminal outcome whose event counter is known")
+    finish = _run_finish(f, now)
+    seq = f.event_seq + 1
+    run = Rows(
+        cast(sa.Table, ActionRun.__table__),
+        [
+            {
+                "tenant_id": finish.tenant_id,
+                "id": finish.run_id,
+                "status": finish.status,
+                "output": finish.output,
+                "error": finish.error,
+                "finished_at": finish.finished_at,
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "updated_at": now,
+                "last_event_seq": seq,
+            }
+        ],
+        key=("tenant_id", "id"),
+        guard={"lease_token": finish.lease_token, "status": RunStatus.RUNNING.value, "last_event_seq": f.event_seq},
+    )
+    event = Rows(
+        cast(sa.Table, ActionRunEvent.__table__),
+        [
+            {
+                "id": finish.event_id,
+                "tenant_id": finish.tenant_id,
+                "run_id": finish.run_id,
+                "seq": seq,
+                "kind": STATUS_EVENT,
+                "data": finish.event_data,
+                "created_at": now,
+            }
+        ],
+    )
+    return [run, event], finish.wakeup
 
 
 def claim_events(owner: str, limit: int) -> ClaimEvents:

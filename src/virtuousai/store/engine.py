@@ -23,6 +23,11 @@ def make_engine(url: str, *, ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwa
         return _make_sqlite_engine(url, **kwargs)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    # Generic plans: our statements are key lookups and fixed-shape writes, planned once per connection. Left to
+    # choose, PostgreSQL plans a parameterized statement anew on every execution when its generic estimate looks
+    # worse than the custom ones (a pass's write, a statement of data-modifying CTEs over arrays, cost ~1 ms of
+    # planning per chain step this way: docs/automations.md, "Fast paths").
+    kwargs.setdefault("connect_args", {"server_settings": {"plan_cache_mode": "force_generic_plan"}})
     engine = create_async_engine(url, **kwargs)
     _ping_idle_connections(engine, ping_after_idle_s)
     return engine

@@ -175,6 +175,8 @@ def _together_statement(shapes: tuple[Shape, ...], notify: bool) -> sa.TextClaus
         if key:
             sets = ", ".join(f"{column} = {value[column]}" for column in columns if column not in key)
             where = [f"r.{column} = v.{column}" for column in key]
+            # The same keys as ``= ANY``: without it a generic plan may hash-join the whole table with the array.
+            where += [f"r.{column} = ANY(CAST(:w{index}_{column} AS {types[column][0]}))" for column in key]
             where += [f"r.{column} = :w{index}_g_{column}" for column in guard]
             body = f"UPDATE {name} AS r SET {sets} FROM {source} WHERE {' AND '.join(where)} RETURNING 1"
         else:
@@ -274,22 +276,22 @@ class PostgresRunQueue:
     async def write_together(
         self, session: AsyncSession, writes: Sequence[Rows], wakeups: Sequence[Wakeup] = ()
     ) -> list[int]:
-        writes = [write for write in writes if write.rows] or list(writes[:0])
-        if not writes and not wakeups:
-            return []
-        statement = _together_statement(tuple(_shape(write) for write in writes), bool(wakeups))
+        present = [write for write in writes if write.rows]  # an empty write writes nothing: counted 0
+        if not present and not wakeups:
+            return [0] * len(writes)
+        statement = _together_statement(tuple(_shape(write) for write in present), bool(wakeups))
         params: dict[str, Any] = {"channel": CHANNEL, "payloads": [w.encode() for w in wakeups]}
-        for index, write in enumerate(writes):
+        for index, write in enumerate(present):
             for name in write.columns:
                 convert = _array_type(write.table.c[name])[1]
-                params[f"w{index}_{name}"] = (
-                    [convert(row[name]) for row in write.rows] if convert else [row[name] for row in write.rows]
-                )
+                values = [row[name] for row in write.rows]
+                params[f"w{index}_{name}"] = [convert(value) for value in values] if convert else values
             for name, value in write.guard.items():
                 params[f"w{index}_g_{name}"] = value
         row = (await session.execute(statement, params)).one()
         publish_at_commit(session, hub_for(self.url), wakeups)
-        return [int(n) for n in row[: len(writes)]]
+        counts = iter(int(n) for n in row[: len(present)])
+        return [next(counts) if write.rows else 0 for write in writes]
 
     async def publish(self, session: AsyncSession, *wakeups: Wakeup) -> None:
         # NOTIFY is transactional: listeners hear it at commit, never for a rolled-back change. This process hears
