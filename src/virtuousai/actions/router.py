@@ -4,13 +4,12 @@ approvals and changes the policy."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sqlalchemy.ext.asyncio import AsyncSession
+from sse_starlette import EventSourceResponse
 
 from virtuousai.actions.models import (
     ActionKindPublic,
@@ -35,12 +34,13 @@ from virtuousai.api.deps import (
     resume_after,
 )
 from virtuousai.api.schemas import Page
+from virtuousai.api.sse import event_stream
 from virtuousai.errors import ValidationFailed
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.states import RunStatus
-from virtuousai.runtime.tables import RunOrigin
+from virtuousai.runtime.tables import ActionRunEvent, RunOrigin
 from virtuousai.store.tenant import TenantContext
-from virtuousai.timeutil import Timestamp, json_default
+from virtuousai.timeutil import Timestamp
 
 router = APIRouter(tags=["actions"])
 
@@ -186,29 +186,12 @@ async def stream_events(
     await _service(request, session, principal.tenant).get(run_id)  # 404 before the stream starts
     await session.close()
     registry = _registry(request)
-    poll_s = _stream_poll_s(settings.poll_interval_s)
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        seen = after
-        while True:
-            async with sessions() as stream_session:
-                service = ActionRunService(stream_session, principal.tenant, registry)
-                # Status first, then events: if the run was terminal, its terminal event is already visible.
-                finished = (await service.get(run_id)).status.is_terminal
-                batch = await service.events_after(run_id, seen)
-                await stream_session.commit()  # a read; ends the transaction and keeps the rows loaded
-            for event in batch:
-                seen = event.seq
-                payload = {"seq": event.seq, "kind": event.kind, "data": event.data, "at": event.created_at}
-                yield ServerSentEvent(
-                    data=json.dumps(payload, default=json_default), event=event.kind, id=str(event.seq)
-                )
-            if finished and len(batch) < 500:
-                return
-            if not batch:
-                await asyncio.sleep(poll_s)  # progress events publish no wake-up; re-read shortly
+    async def read(stream_session: AsyncSession, seen: int) -> tuple[bool, Sequence[ActionRunEvent]]:
+        service = ActionRunService(stream_session, principal.tenant, registry)
+        return (await service.get(run_id)).status.is_terminal, await service.events_after(run_id, seen)
 
-    return EventSourceResponse(events(), ping=15)
+    return event_stream(sessions, read, after=after, poll_s=_stream_poll_s(settings.poll_interval_s))
 
 
 def _stream_poll_s(poll_interval_s: float) -> float:

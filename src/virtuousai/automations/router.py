@@ -5,15 +5,13 @@ ActionRun for a kind=action one), so the templates primitive needs to know nothi
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.ext.asyncio import AsyncSession
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from virtuousai.actions.models import ActionRunPublic
 from virtuousai.api.deps import (
@@ -27,6 +25,7 @@ from virtuousai.api.deps import (
     resume_after,
 )
 from virtuousai.api.schemas import Page
+from virtuousai.api.sse import event_stream
 from virtuousai.automations.from_template import AutomationTemplateService
 from virtuousai.automations.graph import mermaid
 from virtuousai.automations.models import (
@@ -40,11 +39,11 @@ from virtuousai.automations.runs import AutomationRunService
 from virtuousai.automations.service import AutomationService
 from virtuousai.automations.spec import AutomationSpec, spec_json_schema
 from virtuousai.automations.states import AutomationRunStatus
+from virtuousai.automations.tables import AutomationRunEvent
 from virtuousai.store.tenant import TenantContext
 from virtuousai.templates.models import TemplateInstantiate, TemplateInstantiation
 from virtuousai.templates.service import TemplateService
 from virtuousai.templates.tables import TemplateKind
-from virtuousai.timeutil import json_default
 
 router = APIRouter(prefix="/automations", tags=["automations"])
 
@@ -203,28 +202,11 @@ async def stream_run_events(
     await _runs(request, session, principal.tenant).get(run_id)  # 404 before the stream starts
     await session.close()
 
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        seen = after
-        while True:
-            async with sessions() as stream_session:
-                service = _runs(request, stream_session, principal.tenant)
-                finished = (await service.get(run_id)).status.is_terminal
-                batch = [
-                    (e.seq, e.kind, {"seq": e.seq, "kind": e.kind, "data": e.data, "at": e.created_at})
-                    for e in await service.events_after(run_id, seen)
-                ]
-                await stream_session.rollback()  # (rollback expires the rows: the batch is plain data already)
-            for seen, kind, payload in batch:
-                yield ServerSentEvent(data=json.dumps(payload, default=json_default), event=kind, id=str(seen))
-            if finished and len(batch) < 500:
-                return
-            if not batch:
-                await asyncio.sleep(STREAM_POLL_S)
+    async def read(stream_session: AsyncSession, seen: int) -> tuple[bool, Sequence[AutomationRunEvent]]:
+        service = _runs(request, stream_session, principal.tenant)
+        return (await service.get(run_id)).status.is_terminal, await service.events_after(run_id, seen)
 
-    return EventSourceResponse(events(), ping=15)
-
-
-STREAM_POLL_S = 0.25
+    return event_stream(sessions, read, after=after)
 
 
 # -- instantiating templates (an action template's ActionRun, or an automation template's run) ---------------------

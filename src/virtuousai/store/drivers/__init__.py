@@ -91,6 +91,36 @@ CLAIM_PARAM_TYPES = (
 )
 
 
+# claim_runs' choice of runs, the same in both dialects but for the lock PostgreSQL takes on its candidates
+# (``lock``): organizations at their limit are skipped while scanning (so their backlog cannot hide other
+# organizations' runs); within the batch, row_number() keeps each organization under the limit. Each dialect
+# follows it with its own UPDATE (``chosen`` names the runs to claim).
+CLAIM_CHOICE_SQL = """
+WITH running AS (
+    SELECT tenant_id, count(*) AS n FROM action_runs WHERE status = 'RUNNING' GROUP BY tenant_id
+), candidates AS (
+    SELECT id, tenant_id, priority, available_at FROM action_runs
+    WHERE status = 'PENDING' AND available_at <= :now
+      AND tenant_id NOT IN (SELECT tenant_id FROM running WHERE n >= :org_limit)
+    ORDER BY priority DESC, available_at, id
+    LIMIT :scan_limit{lock}
+), chosen AS (
+    SELECT ranked.id FROM (
+        SELECT c.id, c.priority, c.available_at,
+               row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.priority DESC, c.available_at, c.id)
+                   + coalesce(r.n, 0) AS slot
+        FROM candidates c LEFT JOIN running r ON r.tenant_id = c.tenant_id
+    ) ranked
+    WHERE ranked.slot <= :org_limit
+    ORDER BY ranked.priority DESC, ranked.available_at, ranked.id
+    LIMIT :batch
+)"""
+
+
+def claim_choice_sql(lock: str = "") -> str:
+    return CLAIM_CHOICE_SQL.replace("{lock}", lock)
+
+
 def claim_params(*, owner: str, limit: int, org_limit: int, now: datetime, lease_until: datetime) -> dict[str, Any]:
     """The parameters both dialects' ``CLAIM_SQL`` take."""
     return {

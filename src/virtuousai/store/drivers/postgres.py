@@ -25,6 +25,7 @@ from virtuousai.store.drivers import (
     ClaimEvents,
     Rows,
     RunFinish,
+    claim_choice_sql,
     claim_params,
     in_claim_order,
 )
@@ -34,34 +35,14 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "vai_action_runs"
 
-# claim_runs: organizations at their limit are skipped while scanning (so their backlog cannot hide other
-# organizations' runs); within the batch, row_number() keeps each organization under the limit. Two workers
+# claim_runs: the shared choice (``claim_choice_sql``) with its candidates locked ``SKIP LOCKED``. Two workers
 # claiming at the same instant may each count the same running rows, so the limit is exact per statement and may
 # be exceeded by at most one batch under contention (documented in docs/runtime.md). The RUNNING events are
 # inserted by the same statement (a data-modifying CTE), taking the caller's event ids in order.
 CLAIM_SQL = (
     sa.text(
         f"""
-WITH running AS (
-    SELECT tenant_id, count(*) AS n FROM action_runs WHERE status = 'RUNNING' GROUP BY tenant_id
-), candidates AS (
-    SELECT id, tenant_id, priority, available_at FROM action_runs
-    WHERE status = 'PENDING' AND available_at <= :now
-      AND tenant_id NOT IN (SELECT tenant_id FROM running WHERE n >= :org_limit)
-    ORDER BY priority DESC, available_at, id
-    LIMIT :scan_limit
-    FOR UPDATE SKIP LOCKED
-), chosen AS (
-    SELECT ranked.id FROM (
-        SELECT c.id, c.priority, c.available_at,
-               row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.priority DESC, c.available_at, c.id)
-                   + coalesce(r.n, 0) AS slot
-        FROM candidates c LEFT JOIN running r ON r.tenant_id = c.tenant_id
-    ) ranked
-    WHERE ranked.slot <= :org_limit
-    ORDER BY ranked.priority DESC, ranked.available_at, ranked.id
-    LIMIT :batch
-), claimed AS (
+{claim_choice_sql(chr(10) + "    FOR UPDATE SKIP LOCKED")}, claimed AS (
     UPDATE action_runs SET
         status = 'RUNNING',
         attempt = action_runs.attempt + 1,

@@ -25,6 +25,7 @@ from virtuousai.store.drivers import (
     ClaimEvents,
     Rows,
     RunFinish,
+    claim_choice_sql,
     claim_params,
     in_claim_order,
 )
@@ -34,25 +35,7 @@ from virtuousai.store.engine import transaction
 CLAIM_SQL = (
     sa.text(
         f"""
-WITH running AS (
-    SELECT tenant_id, count(*) AS n FROM action_runs WHERE status = 'RUNNING' GROUP BY tenant_id
-), candidates AS (
-    SELECT id, tenant_id, priority, available_at FROM action_runs
-    WHERE status = 'PENDING' AND available_at <= :now
-      AND tenant_id NOT IN (SELECT tenant_id FROM running WHERE n >= :org_limit)
-    ORDER BY priority DESC, available_at, id
-    LIMIT :scan_limit
-), chosen AS (
-    SELECT ranked.id FROM (
-        SELECT c.id, c.priority, c.available_at,
-               row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.priority DESC, c.available_at, c.id)
-                   + coalesce(r.n, 0) AS slot
-        FROM candidates c LEFT JOIN running r ON r.tenant_id = c.tenant_id
-    ) ranked
-    WHERE ranked.slot <= :org_limit
-    ORDER BY ranked.priority DESC, ranked.available_at, ranked.id
-    LIMIT :batch
-)
+{claim_choice_sql()}
 UPDATE action_runs SET
     status = 'RUNNING',
     attempt = attempt + 1,
