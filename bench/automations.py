@@ -77,7 +77,7 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
 @asynccontextmanager
 async def workers(url: str, data_dir: Path) -> AsyncIterator[list[int]]:
     """``WORKERS`` ``vai worker`` processes (each with the automation engine's hook), ready to claim: their pids."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAI_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAI_") or k.startswith("VAI_ORCHESTRATION_")}
     env |= {"VAI_DATABASE_URL": url, "VAI_DATA_DIR": str(data_dir), "VAI_LOG_LEVEL": "WARNING"}
     processes = []
     try:

@@ -123,6 +123,16 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How often unfinished automation runs are re-evaluated as a safety net."
     )
     cron_interval_s: float = Field(default=15.0, gt=0, description="How often the cron scheduler looks for due ticks.")
+    orchestration_kept_states: bool = Field(
+        default=True,
+        description="Each process keeps the state its last pass of a parent run left, for the next pass "
+        "(docs/automations.md, 'Fast paths'); off only to measure without.",
+    )
+    orchestration_fast_path: bool = Field(
+        default=True,
+        description="A chain's child finishes together with its parent's next pass and hands its slot to the next "
+        "child (docs/automations.md, 'Fast paths'); off only to measure without.",
+    )
     automation_max_fan_out: int = Field(
         default=50_000,
         ge=1,

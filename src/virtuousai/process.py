@@ -21,7 +21,7 @@ from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.config import Settings
 from virtuousai.connections.resolver import StoredConnections
 from virtuousai.orchestration.fast_path import FastPath
-from virtuousai.orchestration.orchestrator import Orchestrator
+from virtuousai.orchestration.orchestrator import KeptStates, Orchestrator
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.supervisor import Runtime
 
@@ -30,7 +30,8 @@ def build_orchestrator(
     sessions: async_sessionmaker[AsyncSession], registry: KindRegistry, settings: Settings
 ) -> Orchestrator:
     """The orchestrator with every kind of parent run (a CLI command that starts a run builds one too)."""
-    return Orchestrator(sessions, [AutomationRuns(registry, fan_out_cap=settings.automation_max_fan_out)])
+    parents = [AutomationRuns(registry, fan_out_cap=settings.automation_max_fan_out)]
+    return Orchestrator(sessions, parents, kept_states=KeptStates(1024 if settings.orchestration_kept_states else 0))
 
 
 class ProcessServices:
@@ -56,9 +57,10 @@ class ProcessServices:
         )
         self.orchestrator = build_orchestrator(sessions, self.registry, settings)
         # A chain's child finishes together with its parent's next pass, in the worker that ran it (fast_path.py).
-        fast_path = FastPath(self.orchestrator, lease_s=settings.lease_s)
-        for worker in self.runtime.workers:
-            worker.executor.parent_finisher = fast_path.finish
+        if settings.orchestration_fast_path:
+            fast_path = FastPath(self.orchestrator, lease_s=settings.lease_s)
+            for worker in self.runtime.workers:
+                worker.executor.parent_finisher = fast_path.finish
         self.scheduler = CronScheduler(
             sessions, self.orchestrator, SchedulerConfig(interval_s=settings.cron_interval_s)
         )

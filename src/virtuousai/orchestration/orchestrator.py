@@ -78,7 +78,7 @@ class KeptStates:
         return self._states.get(run_id)
 
     def keep(self, run_id: str, state: Any | None) -> None:
-        if state is None:
+        if state is None or not self.max_runs:
             return
         self._states[run_id] = state
         if len(self._states) > self.max_runs:
@@ -137,11 +137,17 @@ class Orchestrator:
     """One per process, built by its composition (``virtuousai/process.py``) and given to whoever starts or cancels
     a parent run, so every advance of a run in this process goes through the same instance."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], parents: Sequence[ParentRuns]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        parents: Sequence[ParentRuns],
+        *,
+        kept_states: KeptStates | None = None,
+    ) -> None:
         self.sessions = sessions
         self.parents = {parent.prefix: parent for parent in parents}
         self.running: dict[str, bool] = {}  # parents being advanced here → whether one more advance was asked for
-        self.kept = KeptStates()
+        self.kept = kept_states or KeptStates()
         self.passed: set[str] = set()  # children whose parent's pass the fast path took with their finish
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = None
