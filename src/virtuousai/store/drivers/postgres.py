@@ -116,13 +116,15 @@ NOTIFY_SQL = sa.text("SELECT count(pg_notify(:channel, payload)) FROM unnest(CAS
 # One array parameter per column, so the text depends only on the writes' shapes (tables, columns): it is built
 # and compiled once per shape, whatever the number of rows.
 
-Shape = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]  # table, columns, key, guard columns
+# table, columns, key, guard columns, one row only (then scalar parameters, no unnest: the planner and the executor
+# do less for the usual single-row write — a pass's run row, a chain's one new child — than for an array of one)
+Shape = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], bool]
 _TABLES: dict[str, sa.Table] = {}
 
 
 def _shape(write: Rows) -> Shape:
     _TABLES[write.table.name] = write.table
-    return (write.table.name, write.columns, write.key, tuple(write.guard))
+    return (write.table.name, write.columns, write.key, tuple(write.guard), len(write.rows) == 1)
 
 
 @functools.cache
@@ -147,9 +149,21 @@ def _array_type(column: sa.Column[Any]) -> tuple[str, Any, str]:
 def _together_statement(shapes: tuple[Shape, ...], notify: bool) -> sa.TextClause:
     ctes: list[str] = []
     counts: list[str] = []
-    for index, (name, columns, key, guard) in enumerate(shapes):
+    for index, (name, columns, key, guard, single) in enumerate(shapes):
         table = _TABLES[name]
         types = {column: _array_type(table.c[column]) for column in columns}
+        if single:
+            scalar = {column: _scalar(index, column, types[column]) for column in columns}
+            if key:
+                sets = ", ".join(f"{column} = {scalar[column]}" for column in columns if column not in key)
+                where = [f"r.{column} = {scalar[column]}" for column in key]
+                where += [f"r.{column} = :w{index}_g_{column}" for column in guard]
+                body = f"UPDATE {name} AS r SET {sets} WHERE {' AND '.join(where)} RETURNING 1"
+            else:
+                body = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join(scalar.values())}) RETURNING 1"
+            ctes.append(f"w{index} AS ({body})")
+            counts.append(f"(SELECT count(*) FROM w{index})")
+            continue
         arrays = ", ".join(f"CAST(:w{index}_{column} AS {types[column][0]})" for column in columns)
         source = f"unnest({arrays}) AS v({', '.join(columns)})"
         value = {column: f"v.{column}{types[column][2]}" for column in columns}
@@ -170,10 +184,16 @@ def _together_statement(shapes: tuple[Shape, ...], notify: bool) -> sa.TextClaus
     text = (f"WITH {', '.join(ctes)} " if ctes else "") + f"SELECT {', '.join(counts)}"
     guards = [
         sa.bindparam(f"w{index}_g_{column}", type_=_TABLES[name].c[column].type)
-        for index, (name, _, _, guard) in enumerate(shapes)
+        for index, (name, _, _, guard, _) in enumerate(shapes)
         for column in guard
     ]
     return sa.text(text).bindparams(*guards)
+
+
+def _scalar(index: int, column: str, types: tuple[str, Any, str]) -> str:
+    """One value of a single-row write: its array type's element type (a JSON value: text, then jsonb)."""
+    element = types[0].removesuffix("[]")
+    return f"CAST(:w{index}_{column} AS {element}){types[2]}"
 
 
 def _json_or_none(doc: Any) -> str | None:
@@ -266,7 +286,8 @@ class PostgresRunQueue:
             for name in write.columns:
                 convert = _array_type(write.table.c[name])[1]
                 values = [row[name] for row in write.rows]
-                params[f"w{index}_{name}"] = [convert(value) for value in values] if convert else values
+                values = [convert(value) for value in values] if convert else values
+                params[f"w{index}_{name}"] = values[0] if len(values) == 1 else values
             for name, value in write.guard.items():
                 params[f"w{index}_g_{name}"] = value
         row = (await session.execute(statement, params)).one()
