@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from virtuousai import __version__
 from virtuousai.actions.router import router as actions_router
 from virtuousai.agents.router import router as agents_router
+from virtuousai.agents.router import runs_router as agent_runs_router
 from virtuousai.agents.router import tools_router
 from virtuousai.api.access import router as access_router
 from virtuousai.api.body_limit import BodyLimitMiddleware
@@ -58,6 +59,7 @@ def build_api_router() -> APIRouter:
     api.include_router(automation_runs_router)
     api.include_router(data_router)
     api.include_router(agents_router)
+    api.include_router(agent_runs_router)
     api.include_router(tools_router)
     api.include_router(models_router)
     return api

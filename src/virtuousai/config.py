@@ -138,6 +138,21 @@ class Settings(BaseSettings):
         ge=1,
         description="Most ActionRuns one for_each step may start; more fails the run (fan-out-too-large).",
     )
+    # Agent runs (docs/agents.md, "Runs"): the limits every run is held to, in the runtime.
+    agent_max_tool_calls: int = Field(
+        default=50, ge=1, description="Most tool calls one agent run may make; one more fails it (tool_call_limit)."
+    )
+    agent_timeout_s: float = Field(
+        default=540.0,
+        gt=0,
+        description="Most seconds an agent run may be RUNNING (waiting for an approval does not count): timeout.",
+    )
+    agent_max_depth: int = Field(
+        default=3, ge=0, description="How deep delegation (call_agent) may go; deeper is refused (delegation_refused)."
+    )
+    agent_tool_result_max_chars: int = Field(
+        default=20_000, ge=100, description="A tool's output is cut to this many characters before the model sees it."
+    )
     # The CLI. Its client commands (vai run, runs, query, connections) call a server over HTTP, local or remote.
     url: str = Field(default="http://127.0.0.1:8000", description="The server the CLI's client commands call.")
     api_key: SecretStr | None = Field(default=None, description="The API key the CLI's client commands send.")

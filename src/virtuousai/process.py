@@ -3,7 +3,7 @@
 - the action kinds it executes (``actions.registry``) and the connection resolver of running actions;
 - the ``Runtime``: ``workers`` workers, the watchdog, the wake-up listener;
 - the ``Orchestrator``, which advances parent runs as their child ActionRuns end, with each kind of parent run
-  (automation runs now);
+  (automation runs, agent runs);
 - where this process executes runs (``workers`` > 0): the sweep of unfinished parent runs and the cron scheduler.
 
 ``vai serve`` builds it in the app's lifespan (``virtuousai/app.py``), ``vai worker`` around its worker.
@@ -16,12 +16,13 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from virtuousai.actions.registry import load_registry
+from virtuousai.agents.progress import AgentRuns
 from virtuousai.automations.progress import AutomationRuns
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.config import Settings
 from virtuousai.connections.resolver import StoredConnections
 from virtuousai.orchestration.fast_path import FastPath
-from virtuousai.orchestration.orchestrator import KeptStates, Orchestrator
+from virtuousai.orchestration.orchestrator import KeptStates, Orchestrator, ParentRuns
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.supervisor import Runtime
 
@@ -30,7 +31,10 @@ def build_orchestrator(
     sessions: async_sessionmaker[AsyncSession], registry: KindRegistry, settings: Settings
 ) -> Orchestrator:
     """The orchestrator with every kind of parent run (a CLI command that starts a run builds one too)."""
-    parents = [AutomationRuns(registry, fan_out_cap=settings.automation_max_fan_out)]
+    parents: list[ParentRuns] = [
+        AutomationRuns(registry, fan_out_cap=settings.automation_max_fan_out),
+        AgentRuns(registry, settings),
+    ]
     return Orchestrator(sessions, parents, kept_states=KeptStates(1024 if settings.orchestration_kept_states else 0))
 
 

@@ -13,16 +13,23 @@ Scenarios: ``ok`` (text), ``tool`` (one tool call), ``status-<code>`` (an error 
 body), ``hang`` (no answer until the client gives up), ``malformed`` (200 with a body that is not JSON),
 ``die-after-first-token`` (streams one token, then the provider reports an error inside the stream),
 ``error-before-first-token`` (the stream opens, then reports an overload before any content).
+
+Scripted conversations (the agent tests): ``server.script(turns)`` registers a list of ``Turn`` (or a function of
+the request) and returns its scenario, ``script-<n>``. Each request is answered with the turn whose index is the
+number of assistant messages it carries (so a retried request gets the same answer, and a run that crashed and
+resumed asks for the turn it had reached), streamed or not, in either wire format. A turn may hold its answer until
+a ``threading.Event`` is set (a crash test kills the worker while the call is in flight).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,12 +52,68 @@ class SeenRequest:
     api: str  # "openai" | "anthropic"
     body: dict[str, Any]
 
+    @property
+    def turn(self) -> int:
+        """How many assistant messages the conversation already has: the index of the turn it asks for."""
+        return sum(1 for message in self.body.get("messages", []) if message.get("role") == "assistant")
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The tools the request offered the model."""
+        tools = self.body.get("tools") or []
+        return [t["function"]["name"] if "function" in t else t["name"] for t in tools]
+
+    @property
+    def tool_results(self) -> list[str]:
+        """Every tool result the conversation carries, in order (both wire formats)."""
+        found: list[str] = []
+        for message in self.body.get("messages", []):
+            if message.get("role") == "tool":
+                found.append(str(message.get("content")))
+            content = message.get("content")
+            if isinstance(content, list):
+                found += [str(part.get("content")) for part in content if part.get("type") == "tool_result"]
+        return found
+
+
+@dataclass
+class Turn:
+    """One answer of a scripted model: text and/or tool calls (``args`` a dict, or a raw string sent as is)."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, dict[str, Any] | str]] = field(default_factory=list)
+    input_tokens: int = INPUT_TOKENS
+    output_tokens: int = OUTPUT_TOKENS
+    hold: threading.Event | None = None  # answer only once this is set
+    status: int | None = None  # answer with this error status instead
+
+    def call_id(self, turn: int, index: int) -> str:
+        return f"call_{turn}_{index}"
+
+
+Script = list[Turn] | Callable[[SeenRequest], Turn]
+
 
 @dataclass
 class FakeProviderServer:
     host: str = "127.0.0.1"
     port: int = 0
     log: list[SeenRequest] = field(default_factory=list)
+    scripts: dict[str, Script] = field(default_factory=dict)
+
+    def script(self, turns: Script) -> str:
+        """Register a scripted conversation; returns its scenario name (for the base URLs)."""
+        name = f"script-{len(self.scripts) + 1}-{secrets.token_hex(3)}"
+        self.scripts[name] = turns
+        return name
+
+    def turn_for(self, seen: SeenRequest) -> Turn:
+        script = self.scripts[seen.scenario]
+        if callable(script):
+            return script(seen)
+        if seen.turn >= len(script):
+            return Turn(status=400, text=f"the script has {len(script)} turns; turn {seen.turn} was asked for")
+        return script[seen.turn]
 
     def openai_base_url(self, tag: str, scenario: str) -> str:
         return f"http://{self.host}:{self.port}/{tag}/{scenario}/v1"
@@ -148,11 +211,79 @@ async def _openai_stream(tag: str, scenario: str, model: str) -> AsyncIterator[b
     yield _sse("[DONE]")
 
 
+async def _held(turn: Turn, request: Request) -> None:
+    """Wait for the turn's ``hold`` (a thread's event) without blocking the server's loop."""
+    if turn.hold is None:
+        return
+    deadline = time.monotonic() + HANG_LIMIT_S
+    while not turn.hold.is_set() and time.monotonic() < deadline and not await request.is_disconnected():
+        await asyncio.sleep(0.01)
+
+
+def _openai_scripted(seen: SeenRequest, turn: Turn) -> Response:
+    model = str(seen.body.get("model", "fake"))
+    calls = [
+        {
+            "id": turn.call_id(seen.turn, i),
+            "type": "function",
+            "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+        }
+        for i, (name, args) in enumerate(turn.tool_calls)
+    ]
+    usage = {
+        "prompt_tokens": turn.input_tokens,
+        "completion_tokens": turn.output_tokens,
+        "total_tokens": turn.input_tokens + turn.output_tokens,
+    }
+    finish = "tool_calls" if calls else "stop"
+    if not seen.body.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+        if calls:
+            message["tool_calls"] = calls
+        return JSONResponse(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage,
+            }
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield _sse(_openai_chunk(model, {"role": "assistant", "content": ""}))
+        words = turn.text.split(" ") if turn.text else []
+        for i, word in enumerate(words):
+            yield _sse(_openai_chunk(model, {"content": word if i == 0 else " " + word}))
+        for i, call in enumerate(calls):
+            head = {"index": i, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"]}}
+            head["function"]["arguments"] = ""
+            yield _sse(_openai_chunk(model, {"tool_calls": [head]}))
+            args = {"index": i, "function": {"arguments": call["function"]["arguments"]}}
+            yield _sse(_openai_chunk(model, {"tool_calls": [args]}))
+        yield _sse(_openai_chunk(model, {}, finish))
+        usage_chunk = _openai_chunk(model, {})
+        usage_chunk["choices"] = []
+        usage_chunk["usage"] = usage
+        yield _sse(usage_chunk)
+        yield _sse("[DONE]")
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
 async def openai_chat(request: Request) -> Response:
     tag, scenario = request.path_params["tag"], request.path_params["scenario"]
     body = await request.json()
     server: FakeProviderServer = request.app.state.server
-    server.log.append(SeenRequest(tag, scenario, "openai", body))
+    seen = SeenRequest(tag, scenario, "openai", body)
+    server.log.append(seen)
+    if scenario in server.scripts:
+        turn = server.turn_for(seen)
+        await _held(turn, request)
+        if turn.status is not None:
+            return _openai_error(turn.status)
+        return _openai_scripted(seen, turn)
     if scenario.startswith("status-"):
         return _openai_error(int(scenario.removeprefix("status-")))
     if scenario == "hang":
@@ -242,11 +373,60 @@ async def _anthropic_stream(tag: str, scenario: str, model: str) -> AsyncIterato
     yield _sse({"type": "message_stop"}, "message_stop")
 
 
+def _anthropic_scripted(seen: SeenRequest, turn: Turn) -> Response:
+    model = str(seen.body.get("model", "fake"))
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": turn.text}] if turn.text else []
+    for i, (name, args) in enumerate(turn.tool_calls):
+        call = {"type": "tool_use", "id": turn.call_id(seen.turn, i), "name": name}
+        blocks.append(call | {"input": args if isinstance(args, dict) else {}, "raw": args})
+    stop_reason = "tool_use" if turn.tool_calls else "end_turn"
+
+    async def stream() -> AsyncIterator[bytes]:
+        start = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": turn.input_tokens, "output_tokens": 1},
+        }
+        yield _sse({"type": "message_start", "message": start}, "message_start")
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                opened = {"type": "text", "text": ""}
+                delta = {"type": "text_delta", "text": block["text"]}
+            else:
+                opened = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                raw = block["raw"]
+                delta = {"type": "input_json_delta", "partial_json": raw if isinstance(raw, str) else json.dumps(raw)}
+            yield _sse({"type": "content_block_start", "index": index, "content_block": opened}, "content_block_start")
+            yield _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+            yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        message_delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+            "usage": {"output_tokens": turn.output_tokens},
+        }
+        yield _sse(message_delta, "message_delta")
+        yield _sse({"type": "message_stop"}, "message_stop")
+
+    return StreamingResponse(stream(), media_type="text/event-stream")
+
+
 async def anthropic_messages(request: Request) -> Response:
     tag, scenario = request.path_params["tag"], request.path_params["scenario"]
     body = await request.json()
     server: FakeProviderServer = request.app.state.server
-    server.log.append(SeenRequest(tag, scenario, "anthropic", body))
+    seen = SeenRequest(tag, scenario, "anthropic", body)
+    server.log.append(seen)
+    if scenario in server.scripts:
+        turn = server.turn_for(seen)
+        await _held(turn, request)
+        if turn.status is not None:
+            return _anthropic_error(turn.status)
+        return _anthropic_scripted(seen, turn)
     if scenario.startswith("status-"):
         return _anthropic_error(int(scenario.removeprefix("status-")))
     if scenario == "hang":

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from virtuousai.actions.policy import ApprovalPolicyService
 from virtuousai.actions.registry import default_registry
 from virtuousai.actions.repository import ActionRunEventRepository, ActionRunRepository
-from virtuousai.errors import Conflict, NotFound
+from virtuousai.errors import Conflict, NotFound, ValidationFailed
 from virtuousai.runtime.cancellation import cancel_run
 from virtuousai.runtime.creation import RunRequest, create_runs, inputs_hash
 from virtuousai.runtime.kinds import KindRegistry
@@ -73,6 +73,8 @@ class ActionRunService:
         idempotency key already used with the same kind and inputs answers with that run; with others, 409.
         ``commit=False`` leaves the commit to the caller (several runs in one transaction); the wake-up goes out at
         that commit."""
+        if kind in self.registry and self.registry.get(kind).internal:
+            raise ValidationFailed.at([*loc_prefix, "kind"], f"action kind {kind!r} is the system's own")
         request = RunRequest(
             kind=kind,
             inputs=inputs,

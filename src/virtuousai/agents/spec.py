@@ -38,8 +38,9 @@ MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,199}$")
 MARKDOWN_LOC: tuple[str, ...] = ("body", "markdown")
 
 Mode = Literal["primary", "subagent"]
+OnReject = Literal["cancel", "continue"]
 MODES: tuple[Mode, ...] = ("primary", "subagent")
-FIELDS = ("name", "slug", "mode", "model", "tools", "sub_agents", "permissions", "description")
+FIELDS = ("name", "slug", "mode", "model", "tools", "sub_agents", "permissions", "description", "on_reject")
 REQUIRED = ("name", "slug", "mode", "tools")
 PERMISSION_FIELDS = ("allowed_connections", "allowed_actions", "max_cost_per_run")
 
@@ -73,6 +74,8 @@ class AgentSpecDocument:
     sub_agents: tuple[str, ...] = ()
     permissions: Permissions = Permissions()
     description: str | None = None
+    # When a human rejects a write tool's call: end the run CANCELLED ``rejected``, or tell the model and go on.
+    on_reject: OnReject = "cancel"
     # Where each field was written (field path -> 1-based line), for the errors only the service can find.
     lines: Mapping[Path, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -290,6 +293,9 @@ def parse_spec(markdown: str) -> AgentSpecDocument:
     if model is not None and not MODEL_PATTERN.match(model):
         errors.add(("model",), "must be a model alias (e.g. fast) or provider:model", "model_format")
     description = _string(data, "description", errors, max_len=DESCRIPTION_MAX)
+    on_reject = data.get("on_reject", "cancel")
+    if on_reject not in ("cancel", "continue"):
+        errors.add(("on_reject",), "must be 'cancel' (the default) or 'continue'", "literal_error")
     tools = _string_list(data, "tools", errors) or []
     sub_agents = _string_list(data, "sub_agents", errors) or []
     permissions = _permissions(data, errors)
@@ -311,6 +317,7 @@ def parse_spec(markdown: str) -> AgentSpecDocument:
         permissions=permissions,
         description=description,
         instructions=instructions,
+        on_reject=on_reject,
         lines=errors.lines,
     )
 
@@ -330,5 +337,7 @@ def render_spec(spec: AgentSpecDocument) -> str:
         permissions["max_cost_per_run"] = float(permissions["max_cost_per_run"])
     if permissions:
         front["permissions"] = permissions
+    if spec.on_reject != "cancel":
+        front["on_reject"] = spec.on_reject
     yaml_text = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
     return f"{FENCE}\n{yaml_text}{FENCE}\n\n{spec.instructions}\n"

@@ -1,7 +1,10 @@
 """The tools an agent may be granted, as data (seeds 001 and 002, "Available Tools" / "Tool Access").
 
-Spec validation checks ``tools:`` against this catalog, ``GET /api/v1/tools`` lists it, and the agent runtime
-will look up each tool's risk here: read tools run at once, write tools park the run for approval.
+Spec validation checks ``tools:`` against this catalog and ``GET /api/v1/tools`` lists it. A tool is run as the
+action kind of the same slug (its inputs are the kind's input model, offered to the model as the tool's JSON
+schema; the kind's risk decides whether a call waits for approval) — but ``call_agent``, which the agent runtime
+does itself (a delegated AgentRun). A tool whose kind is not loaded is not offered. ``register_tool`` adds one (a
+plugin's, a test's).
 """
 
 from __future__ import annotations
@@ -52,3 +55,11 @@ TOOLS: dict[str, ToolInfo] = {
         ),
     )
 }
+
+
+def register_tool(tool: ToolInfo) -> ToolInfo:
+    """Add a tool to the catalog (its action kind has the same slug); idempotent for the same tool."""
+    if tool.slug in TOOLS and TOOLS[tool.slug] != tool:
+        raise ValueError(f"tool {tool.slug!r} is declared twice")
+    TOOLS[tool.slug] = tool
+    return tool

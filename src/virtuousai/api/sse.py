@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -38,21 +39,52 @@ class StoredEvent(Protocol):
 ReadEvents = Callable[[AsyncSession, int], Awaitable[tuple[bool, Sequence[StoredEvent]]]]
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One server-sent event: its id (what ``Last-Event-ID`` sends back), its name and its JSON payload."""
+
+    id: str
+    kind: str
+    payload: dict[str, Any]
+
+
+# ``(session, the last id sent) → (the stream may end after these, the events that follow it)``
+ReadOutgoing = Callable[[AsyncSession, str], Awaitable[tuple[bool, Sequence[Outgoing]]]]
+
+
 def event_stream(
     sessions: async_sessionmaker[AsyncSession], read: ReadEvents, *, after: int, poll_s: float = POLL_S
 ) -> EventSourceResponse:
+    """A run's stored events, ``id`` = ``seq``."""
+
+    async def read_outgoing(session: AsyncSession, seen: str) -> tuple[bool, Sequence[Outgoing]]:
+        finished, batch = await read(session, int(seen))
+        rows = [Outgoing(str(e.seq), e.kind, stored_payload(e)) for e in batch]
+        return finished and len(rows) < BATCH, rows
+
+    return outgoing_stream(sessions, read_outgoing, after=str(after), poll_s=poll_s)
+
+
+def stored_payload(event: StoredEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "kind": event.kind, "data": event.data, "at": event.created_at}
+
+
+def outgoing_stream(
+    sessions: async_sessionmaker[AsyncSession], read: ReadOutgoing, *, after: str, poll_s: float = POLL_S
+) -> EventSourceResponse:
+    """The loop itself, for streams whose ids are not one counter (an agent run's interleaves its model calls'
+    narration: ``ReadOutgoing`` decides what follows an id)."""
+
     async def events() -> AsyncIterator[ServerSentEvent]:
         seen = after
         while True:
             async with sessions() as session:
-                finished, batch = await read(session, seen)
-                rows = [
-                    (e.seq, e.kind, {"seq": e.seq, "kind": e.kind, "data": e.data, "at": e.created_at}) for e in batch
-                ]
+                done, rows = await read(session, seen)
                 await session.rollback()  # a read: end its transaction (the rows are plain data now)
-            for seen, kind, payload in rows:
-                yield ServerSentEvent(data=json.dumps(payload, default=json_default), event=kind, id=str(seen))
-            if finished and len(rows) < BATCH:
+            for row in rows:
+                seen = row.id
+                yield ServerSentEvent(data=json.dumps(row.payload, default=json_default), event=row.kind, id=row.id)
+            if done:
                 return
             if not rows:
                 await asyncio.sleep(poll_s)

@@ -108,7 +108,7 @@ def _check_expressions(step: Step, keys: set[str], step_loc: Loc) -> list[FieldE
 
 def _check_kind(step: Step, registry: KindRegistry, step_loc: Loc) -> list[FieldError]:
     assert step.action is not None
-    if step.action not in registry:
+    if step.action not in registry or registry.get(step.action).internal:
         known = ", ".join(kind.slug for kind in registry.all())
         return [
             FieldError((*step_loc, "action"), f"unknown action kind {step.action!r}; kinds are {known}", "unknown_kind")

@@ -68,6 +68,8 @@ class RunRequest:
     trigger_id: str | None = None
     template_snapshot: dict[str, Any] | None = None
     loc: Loc = ("body",)
+    # The new run's id, when the parent records it before the run exists (an agent's step names its ActionRun).
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def run_row(
     """The ``action_runs`` row of a checked request: every column, as one INSERT of many rows needs them."""
     gated = requires_approval(kind, approval_overrides)
     return {
-        "id": new_id("run"),
+        "id": request.run_id or new_id("run"),
         "tenant_id": tenant_id,
         "kind": request.kind,
         "status": RunStatus.AWAITING_APPROVAL if gated else RunStatus.PENDING,

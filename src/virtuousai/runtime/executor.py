@@ -71,15 +71,18 @@ OutcomeKind = Literal["completed", "failed", "cancelled", "released", "lost"]
 class Outcome:
     kind: OutcomeKind
     output: dict[str, Any] | None = None
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     retryable: bool = True
     forced: bool = False  # the action did not stop within the grace period and was abandoned
 
 
-def error_of(exc: BaseException) -> dict[str, str]:
-    """``{type, message}``: a kind may name its error with an ``error_type`` attribute (e.g. ``ActionFailed``)."""
+def error_of(exc: BaseException) -> dict[str, Any]:
+    """``{type, message}``: a kind may name its error with an ``error_type`` attribute (e.g. ``ActionFailed``) and
+    add JSON facts about it with ``error_details`` (an agent's model call: the attempts it paid for)."""
     error_type = getattr(exc, "error_type", None)
-    return {"type": str(error_type or type(exc).__name__), "message": str(exc)[:2000]}
+    details = getattr(exc, "error_details", None)
+    error = {"type": str(error_type or type(exc).__name__), "message": str(exc)[:2000]}
+    return error | dict(details) if isinstance(details, dict) else error
 
 
 class RunExecutor:

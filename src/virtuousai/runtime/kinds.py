@@ -46,6 +46,8 @@ class ActionKind:
     execute: Callable[[ActionContext, Any], Awaitable[Any] | Any]
     default_timeout_s: float = 300.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Made by the system for its own runs (an agent's model call), never through ``POST /action-runs``, nor listed.
+    internal: bool = False
 
     @property
     def is_async(self) -> bool:
@@ -84,7 +86,8 @@ class KindRegistry:
         return slug in self._kinds
 
     def all(self) -> list[ActionKind]:
-        return sorted(self._kinds.values(), key=lambda k: k.slug)
+        """Every kind anyone may run (not the system's own: ``internal``)."""
+        return sorted((k for k in self._kinds.values() if not k.internal), key=lambda k: k.slug)
 
 
 # Kinds declared with @action_kind land here (``actions.registry.default_registry`` imports every module that
@@ -99,6 +102,7 @@ def action_kind(
     description: str,
     timeout_s: float = 300.0,
     retry: RetryPolicy | None = None,
+    internal: bool = False,
 ) -> Callable[[Callable[..., Any]], ActionKind]:
     def decorate(fn: Callable[..., Any]) -> ActionKind:
         hints = get_type_hints(fn)
@@ -118,6 +122,7 @@ def action_kind(
             execute=fn,
             default_timeout_s=timeout_s,
             retry=retry or RetryPolicy(),
+            internal=internal,
         )
         return DECLARED.register(kind)
 
