@@ -8,6 +8,7 @@ agent_timeout_s=1)``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from tests.conftest import OrgHandle
 from tests.llm.fake_providers import FakeProviderServer, RunningServer, Script
 from virtuousai.app import create_app
 from virtuousai.config import Settings
+from virtuousai.orgs.service import create_organization
 
 TOOLS_MODULE = "tests.agents.kinds_tools"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -68,6 +70,22 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings, workers=1)
     async with app.router.lifespan_context(app):
         yield app
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """A whole server (its worker, orchestrator, sweeps) for the duration of the block: a test that restarts
+    everything uses two of these in turn."""
+    app = create_app(settings, workers=1)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+            yield app, client
+
+
+async def new_org(app: FastAPI, name: str = "Acme") -> OrgHandle:
+    async with app.state.sessions() as session:
+        created = await create_organization(session, name, f"owner-{secrets.token_hex(4)}@example.com")
+    return OrgHandle(created.organization.id, created.owner.id, created.key.plaintext)
 
 
 @pytest.fixture

@@ -254,6 +254,8 @@ class _Planner:
                 self.plan.cancel_action_runs.append(step.action_run_id)
             if step.child_run_id:
                 self.plan.cancel_agent_runs.append(step.child_run_id)
+        if self.status is AgentRunStatus.AWAITING_APPROVAL and to is not AgentRunStatus.CANCELLED:
+            self.move(AgentRunStatus.RUNNING)  # the machine's way out of waiting (what waited was just decided)
         self.move(to, reason=reason, detail=detail, finished_at=self.state.now, pending_approvals=[], **values)
         if to is AgentRunStatus.COMPLETED:
             self.event(
@@ -477,10 +479,10 @@ def _absorb_model(planner: _Planner, step: Step, child: Child) -> None:
 def _absorb_tool(planner: _Planner, step: Step, child: Child) -> None:
     if child.status == RunStatus.AWAITING_APPROVAL:
         return
-    if step.status is StepStatus.AWAITING_APPROVAL and child.status in (RunStatus.PENDING, RunStatus.RUNNING):
-        planner.set_step(step.id, StepStatus.RUNNING)
+    if step.status is StepStatus.AWAITING_APPROVAL and child.status != RunStatus.CANCELLED:
+        # Approved (the tool may even have run already: this pass sees both).
+        step = planner.set_step(step.id, StepStatus.RUNNING)
         planner.event("approval_decided", step_id=step.id, tool=step.tool, decision="approved")
-        return
     if child.status == RunStatus.COMPLETED:
         result = {"content": _bounded(child.output, planner.state.limits.result_max_chars)}
         planner.set_step(step.id, StepStatus.COMPLETED, result=result)
@@ -539,6 +541,7 @@ def _absorb_delegation(planner: _Planner, step: Step, child: Child) -> None:
 
 
 def _advance(planner: _Planner) -> None:
+    _approval_state(planner)  # what this pass absorbed may have ended the wait
     model_steps = [planner.steps[i] for i in planner.order if planner.steps[i].kind is StepKind.model]
     last = model_steps[-1] if model_steps else None
     if last is None or not last.status.is_terminal:

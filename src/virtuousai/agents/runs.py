@@ -95,7 +95,7 @@ class AgentRunService:
         )
         await self.session.execute(sa.insert(AgentRun), [row])
         await self.session.commit()
-        await self.orchestrator.advance(self.tenant.tenant_id, row["id"])
+        await self.orchestrator.settle(self.tenant.tenant_id, row["id"])
         return await self.get(row["id"])
 
     async def _spec(self, agent: str) -> SpecAtVersion:
@@ -164,7 +164,8 @@ class AgentRunService:
         waiting = await self._waiting(run_id, step_id)
         actions = ActionRunService(self.session, self.tenant, self.registry)
         await actions.approve(str(waiting["action_run_id"]), str(waiting["inputs_hash"]))
-        await self.orchestrator.advance(self.tenant.tenant_id, str(waiting["agent_run_id"]))
+        await self.session.commit()  # end the read that followed; the pass writes in its own transaction
+        await self.orchestrator.settle(self.tenant.tenant_id, str(waiting["agent_run_id"]))
         return await self.get(run_id)
 
     async def reject(self, run_id: str, step_id: str | None, reason: str | None) -> AgentRun:
@@ -173,14 +174,17 @@ class AgentRunService:
         waiting = await self._waiting(run_id, step_id)
         actions = ActionRunService(self.session, self.tenant, self.registry)
         await actions.reject(str(waiting["action_run_id"]), str(waiting["inputs_hash"]), reason)
-        await self.orchestrator.advance(self.tenant.tenant_id, str(waiting["agent_run_id"]))
+        await self.session.commit()
+        await self.orchestrator.settle(self.tenant.tenant_id, str(waiting["agent_run_id"]))
         return await self.get(run_id)
 
     async def _waiting(self, run_id: str, step_id: str | None) -> dict[str, Any]:
         run = await self.get(run_id)
         pending = list(run.pending_approvals or [])
-        if run.status is not AgentRunStatus.AWAITING_APPROVAL.value or not pending:
-            raise Conflict(f"agent run {run_id} is {run.status}: no tool call waits for a decision", status=run.status)
+        if run.status != AgentRunStatus.AWAITING_APPROVAL or not pending:
+            raise Conflict(
+                f"agent run {run_id} is {run.status}: no tool call waits for a decision", run_status=run.status
+            )
         if step_id is None:
             if len(pending) > 1:
                 raise Conflict(
@@ -200,7 +204,7 @@ class AgentRunService:
         if run.status == AgentRunStatus.CANCELLED:
             return run
         if AgentRunStatus(run.status).is_terminal:
-            raise Conflict(f"agent run {run_id} already finished ({run.status})", status=run.status)
+            raise Conflict(f"agent run {run_id} already finished ({run.status})", run_status=run.status)
         await self.session.execute(
             sa.update(AgentRun)
             .where(AgentRun.tenant_id == self.tenant.tenant_id, AgentRun.id == run_id)
@@ -208,7 +212,7 @@ class AgentRunService:
             .values(cancel_requested_at=utcnow())
         )
         await self.session.commit()
-        await self.orchestrator.advance(self.tenant.tenant_id, run_id)
+        await self.orchestrator.settle(self.tenant.tenant_id, run_id)
         run = await self.get(run_id)
         if run.status != AgentRunStatus.CANCELLED:
             raise Conflict(f"agent run {run_id} finished ({run.status}) before it could be cancelled")

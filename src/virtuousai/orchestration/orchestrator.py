@@ -147,6 +147,7 @@ class Orchestrator:
         self.sessions = sessions
         self.parents = {parent.prefix: parent for parent in parents}
         self.running: dict[str, bool] = {}  # parents being advanced here → whether one more advance was asked for
+        self._settled: dict[str, asyncio.Event] = {}  # set when the advances of a parent under way here are done
         self.kept = kept_states or KeptStates()
         self.passed: set[str] = set()  # children whose parent's pass the fast path took with their finish
         self._tasks: set[asyncio.Task[None]] = set()
@@ -183,6 +184,7 @@ class Orchestrator:
             self.running[run_id] = True
             return
         self.running[run_id] = False
+        settled = self._settled[run_id] = asyncio.Event()
         try:
             while True:
                 try:
@@ -194,6 +196,16 @@ class Orchestrator:
                 self.running[run_id] = False
         finally:
             del self.running[run_id]
+            del self._settled[run_id]
+            settled.set()
+
+    async def settle(self, tenant_id: str, run_id: str) -> None:
+        """``advance``, and return only once no advance of the run is under way here: a request that changed the
+        run (a decision, a cancel) answers with what its pass did, also when another pass had already begun."""
+        await self.advance(tenant_id, run_id)
+        settled = self._settled.get(run_id)
+        if settled is not None:
+            await settled.wait()
 
     async def _advance_once(self, tenant_id: str, run_id: str) -> None:
         parent = self.parents[prefix_of(run_id)]
