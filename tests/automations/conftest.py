@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import OrgHandle
+from tests.helpers import eventually
 from virtuousai.app import create_app
 from virtuousai.config import Settings
 
@@ -69,19 +69,30 @@ class Automations:
     async def wait(self, run_id: str, timeout_s: float = 20.0, until: Any = None) -> dict[str, Any]:
         """Poll the run until ``until(run)`` (default: terminal), with a deadline."""
         condition = until or (lambda run: run["status"] in TERMINAL)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
+
+        async def reached() -> dict[str, Any] | None:
             run = await self.get(run_id)
-            if condition(run):
-                return run
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"run {run_id} did not get there in {timeout_s}s: {run}")
-            await asyncio.sleep(0.05)
+            return run if condition(run) else None
+
+        result: dict[str, Any] = await eventually(
+            reached, timeout=timeout_s, interval=0.05, what=f"automation run {run_id} to get there"
+        )
+        return result
 
     async def action_run(self, action_run_id: str) -> dict[str, Any]:
         response = await self.client.get(f"/api/v1/action-runs/{action_run_id}", headers=self.org.headers)
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
+        return result
+
+    async def wait_action_run(self, action_run_id: str, status: str, timeout_s: float = 15.0) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            action_run = await self.action_run(action_run_id)
+            return action_run if action_run["status"] == status else None
+
+        result: dict[str, Any] = await eventually(
+            reached, timeout=timeout_s, interval=0.05, what=f"action run {action_run_id} to be {status}"
+        )
         return result
 
 

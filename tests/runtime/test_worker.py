@@ -8,7 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import ActionRun
 from virtuousai.store.drivers import ClaimedRun, hub_for
