@@ -16,6 +16,7 @@ from virtuousai.app import create_app
 from virtuousai.config import Settings
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+TEST_KINDS = "tests.runtime.kinds_for_tests"
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         worker_concurrency=8,
         automation_sweep_interval_s=5.0,
         cron_interval_s=3600.0,  # cron is driven by run_once in its own tests
+        kind_modules=(TEST_KINDS,),  # test_write: a step that waits in AWAITING_APPROVAL until the test approves it
     )
 
 
