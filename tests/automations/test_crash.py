@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 import tests.automations.kinds_step_effects  # noqa: F401  (registers test_step_effect for validation here)
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from tests.automations.kinds_step_effects import create_effect_tables, read_step_effects
 from tests.helpers import eventually
 from tests.runtime.worker_processes import WorkerProcess, worker_env

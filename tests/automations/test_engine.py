@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from tests.conftest import OrgHandle
 from virtuousai.actions.registry import default_registry
 from virtuousai.process import build_orchestrator

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from virtuousai.config import Settings
 
 
