@@ -5,6 +5,8 @@
 - PostgreSQL: ``CREATE DATABASE … TEMPLATE`` of a migrated template database made once per test session.
 So leftovers of one test can never reach another. With ``CI=true`` the PostgreSQL tests must run: an unreachable
 server fails the run instead of skipping.
+
+``start_server`` starts ``vai serve`` processes (``tests/servers.py``) and kills those a test leaves running.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tests.servers import STOP_TIMEOUT_S, Server, start_serve
 from virtuousai.app import create_app
 from virtuousai.config import Settings
 from virtuousai.orgs.service import create_organization
@@ -173,3 +176,20 @@ async def org(make_org) -> OrgHandle:  # type: ignore[no-untyped-def]
 async def other_org(make_org) -> OrgHandle:  # type: ignore[no-untyped-def]
     result: OrgHandle = await make_org("Org B")
     return result
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``start_server(env, *args)`` → a ``vai serve`` answering on a free port; killed at teardown if still up."""
+    started: list[Server] = []
+
+    def start(env: dict[str, str], *args: str) -> Server:
+        server = start_serve(env, *args, logs_dir=tmp_path)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(timeout=STOP_TIMEOUT_S)

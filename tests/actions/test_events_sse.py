@@ -8,22 +8,9 @@ import json
 import httpx
 
 from tests.conftest import OrgHandle
+from tests.helpers import parse_sse
 
 RUNS = "/api/v1/action-runs"
-
-
-def parse_sse(text: str) -> list[dict[str, str]]:
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if line.startswith(":") or ":" not in line:
-                continue
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
-        if "id" in fields:
-            events.append(fields)
-    return events
 
 
 async def test_the_stream_carries_every_transition_and_progress_event_then_ends(

@@ -10,7 +10,6 @@ the ActionRun id). Effects are counted by ``tests.automations.kinds_step_effects
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +19,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 import tests.automations.kinds_step_effects  # noqa: F401  (registers test_step_effect for validation here)
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from tests.automations.kinds_step_effects import create_effect_tables, read_step_effects
+from tests.helpers import eventually
 from tests.runtime.worker_processes import WorkerProcess, worker_env
 from virtuousai.app import create_app
 from virtuousai.config import Settings
@@ -111,16 +111,20 @@ async def _worker_holding_an_applied_effect(
     app: FastAPI, dsn: str, workers: list[WorkerProcess], timeout_s: float = 20
 ) -> WorkerProcess:
     """The worker that is executing a fan-out item whose effect is committed and whose run is not finished."""
-    deadline = time.monotonic() + timeout_s
     by_name = {w.name: w for w in workers}
-    while time.monotonic() < deadline:
+
+    async def holder() -> WorkerProcess | None:
         effects, _ = await read_step_effects(dsn)
         applied = {e.action_run_id for e in effects if e.step_key == "fan"}
         for action_run in await _action_runs(app):
             if action_run.id in applied and action_run.status is RunStatus.RUNNING and action_run.lease_owner:
                 return by_name[action_run.lease_owner]
-        await asyncio.sleep(0.05)
-    raise AssertionError("no fan-out item was caught between its effect and its completion")
+        return None
+
+    found: WorkerProcess = await eventually(
+        holder, timeout=timeout_s, interval=0.05, what="a fan-out item caught between its effect and its completion"
+    )
+    return found
 
 
 async def _action_runs(app: FastAPI) -> list[ActionRun]:

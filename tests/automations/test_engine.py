@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from tests.conftest import OrgHandle
 from virtuousai.actions.registry import default_registry
 from virtuousai.process import build_orchestrator
@@ -142,7 +142,7 @@ async def test_fail_run_policy_fails_the_run_and_cancels_the_rest(automations: A
     assert steps["boom"]["status"] == "FAILED" and steps["boom"]["error"]["message"] == "no luck"
     assert (steps["slow"]["status"], steps["after"]["status"]) == ("CANCELLED", "CANCELLED")
     slow_run = steps["slow"]["action_run_ids"][0]
-    await _wait_action_run(automations, slow_run, "CANCELLED")
+    await automations.wait_action_run(slow_run, "CANCELLED")
 
 
 async def test_continue_policy_goes_on(automations: Automations) -> None:
@@ -215,7 +215,7 @@ async def test_cancel_cascades_to_running_steps(automations: Automations) -> Non
     started = await automations.start()
     running = await automations.wait(started["id"], until=lambda r: steps_by_key(r)["long"]["status"] == "RUNNING")
     long_run = steps_by_key(running)["long"]["action_run_ids"][0]
-    await _wait_action_run(automations, long_run, "RUNNING")
+    await automations.wait_action_run(long_run, "RUNNING")
     response = await automations.client.post(
         f"/api/v1/automation-runs/{started['id']}/cancel", headers=automations.org.headers
     )
@@ -223,7 +223,7 @@ async def test_cancel_cascades_to_running_steps(automations: Automations) -> Non
     run = response.json()
     assert run["status"] == "CANCELLED"
     assert {s["key"]: s["status"] for s in run["steps"]} == {"long": "CANCELLED", "next": "CANCELLED"}
-    await _wait_action_run(automations, long_run, "CANCELLED")
+    await automations.wait_action_run(long_run, "CANCELLED")
     again = await automations.client.post(
         f"/api/v1/automation-runs/{started['id']}/cancel", headers=automations.org.headers
     )
@@ -291,13 +291,6 @@ async def test_two_orchestrators_advancing_at_once_create_each_step_once(
     finished = await automations.wait(run["id"])
     assert finished["status"] == "COMPLETED"
     assert len(steps_by_key(finished)["fan"]["action_run_ids"]) == 8
-
-
-async def _wait_action_run(automations: Automations, action_run_id: str, status: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 15
-    while (await automations.action_run(action_run_id))["status"] != status:
-        assert asyncio.get_running_loop().time() < deadline, f"action run {action_run_id} never {status}"
-        await asyncio.sleep(0.05)
 
 
 def _at(value: str) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from virtuousai.config import Settings
 
 
@@ -47,20 +47,36 @@ async def test_a_fan_out_with_an_invalid_item_creates_none_of_its_runs(automatio
 async def test_an_item_key_held_by_a_run_of_the_api_fails_the_step(automations: Automations) -> None:
     await automations.create(
         [
-            {"key": "first", "action": "sleep", "inputs": {"seconds": 0.3}},
+            # A write kind waits in AWAITING_APPROVAL: ``second`` cannot start before the test approves ``first``.
+            {"key": "first", "action": "test_write", "inputs": {"value": "v"}},
             {"key": "second", "action": "echo", "depends_on": ["first"], "inputs": {"x": 1}},
         ]
     )
     started = await automations.start()
+    waiting = await automations.wait(started["id"], until=lambda r: steps_by_key(r)["first"]["action_run_ids"])
+    first = await automations.action_run(steps_by_key(waiting)["first"]["action_run_ids"][0])
+    assert first["status"] == "AWAITING_APPROVAL"
     foreign = await automations.client.post(
         "/api/v1/action-runs",
         json={"kind": "echo", "inputs": {"x": 1}, "idempotency_key": f"{started['id']}:second:0"},
         headers=automations.org.headers,
     )
-    assert foreign.status_code in (200, 201, 202), foreign.text
+    assert foreign.status_code == 201, foreign.text
+    approved = await automations.client.post(
+        f"/api/v1/action-runs/{first['id']}/approve",
+        json={"inputs_hash": first["inputs_hash"]},
+        headers=automations.org.headers,
+    )
+    assert approved.status_code == 200, approved.text
     run = await automations.wait(started["id"])
-    second = steps_by_key(run)["second"]
-    assert (run["status"], second["status"], second["error"]["type"]) == ("FAILED", "FAILED", "IdempotencyConflict")
+    steps = steps_by_key(run)
+    second = steps["second"]
+    assert (run["status"], steps["first"]["status"], second["status"], second["error"]["type"]) == (
+        "FAILED",
+        "COMPLETED",
+        "FAILED",
+        "IdempotencyConflict",
+    )
     assert foreign.json()["id"] in second["error"]["message"]
     assert second["action_run_ids"] == []
 

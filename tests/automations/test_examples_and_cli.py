@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.automations.conftest import Automations, steps_by_key
+from tests.automation_fixtures import Automations, steps_by_key
 from virtuousai.cli.main import app as cli
 from virtuousai.orgs.service import create_organization
 from virtuousai.store.engine import make_engine, make_sessionmaker

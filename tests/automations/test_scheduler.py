@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from tests.automations.conftest import Automations
+from tests.automation_fixtures import Automations
 from virtuousai.actions.registry import default_registry
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.automations.tables import AutomationRun

@@ -3,16 +3,10 @@ ActionRun, versions pinned when the run starts) and templates of kind=automation
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from pydantic import BaseModel, ConfigDict
-
-from tests.automations.conftest import Automations, steps_by_key
-from virtuousai.runtime.context import ActionContext
-from virtuousai.runtime.kinds import action_kind
+from tests.automation_fixtures import Automations, steps_by_key
+from tests.runtime.kinds_for_tests import Gate
 
 TEMPLATES = "/api/v1/templates"
 TABLE_PARAMS = {
@@ -24,32 +18,6 @@ TABLE_PARAMS = {
     "required": ["table"],
 }
 ECHO_TABLE = {"kind": "echo", "inputs": {"table": "${{ params.table | upper }}", "limit": "${{ params.limit }}"}}
-
-# A kind of this module that waits until the test opens its gate: it holds a run at a known point without a sleep.
-GATES: dict[str, asyncio.Event] = {}
-
-
-class GateInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gate: str
-
-
-class GateOutput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gate: str
-
-
-@action_kind("test_gate", risk="read", description="Waits until the test opens GATES[gate].", timeout_s=30)
-async def wait_at_gate(ctx: ActionContext, inputs: GateInput) -> GateOutput:
-    await asyncio.wait_for(GATES[inputs.gate].wait(), timeout=20)
-    return GateOutput(gate=inputs.gate)
-
-
-@pytest.fixture
-def gate() -> Iterator[asyncio.Event]:
-    GATES["g"] = asyncio.Event()
-    yield GATES["g"]
-    GATES.pop("g").set()
 
 
 async def _template(automations: Automations, **body: Any) -> dict[str, Any]:
@@ -111,7 +79,7 @@ async def test_template_steps_run_with_a_snapshot_on_each_action_run(automations
     assert (await automations.action_run(steps["each"]["action_run_ids"][1]))["template_snapshot"] == snapshot
 
 
-async def test_a_run_keeps_the_template_version_it_started_with(automations: Automations, gate: asyncio.Event) -> None:
+async def test_a_run_keeps_the_template_version_it_started_with(automations: Automations, gate: Gate) -> None:
     await _template(automations)
     await automations.create(
         [
@@ -121,7 +89,7 @@ async def test_a_run_keeps_the_template_version_it_started_with(automations: Aut
     )
     started = await automations.start()
     await _patch_template(automations, "echo-table", body={"kind": "echo", "inputs": {"v2": "${{ params.table }}"}})
-    gate.set()
+    gate.open()
     run = await automations.wait(started["id"])
     assert run["status"] == "COMPLETED", run
     assert steps_by_key(run)["use"]["output"] == {"table": "T", "limit": 10}  # version 1, current at the start

@@ -8,7 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.foundation.test_serve_smoke import VAI, vai_env, wait_until
+from tests.helpers import eventually_sync
+from tests.servers import VAI, vai_env
 
 DIAMOND = str(Path(__file__).parents[2] / "examples" / "automations" / "diamond.yaml")
 
@@ -32,7 +33,11 @@ def test_follow_without_a_worker_says_so_then_sees_one_start(db_url: str, tmp_pa
         )
     worker = None
     try:
-        wait_until(lambda: "no worker has claimed" in err.read_text() or follow.poll() is not None, 60, "the notice")
+        eventually_sync(
+            lambda: "no worker has claimed" in err.read_text() or follow.poll() is not None,
+            timeout=60,
+            what="the notice",
+        )
         assert follow.poll() is None, err.read_text()  # still following
         notice = err.read_text()
         assert notice.count("no worker has claimed arun_") == 1, notice

@@ -15,10 +15,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.foundation.test_serve_smoke import VAI, Server, free_port, start_server, vai_env, wait_until
+from tests.helpers import eventually_sync
+from tests.servers import VAI, Server, free_port, vai_env
 from virtuousai.cli.main import app
-
-__all__ = ["start_server"]  # the fixture
 
 
 def owner_key(env: dict[str, str]) -> str:
@@ -145,7 +144,11 @@ def test_follow_without_a_worker_says_so(tmp_path: Path, start_server: Callable[
         follow = subprocess.Popen([VAI, "run", "echo", "-i", "a=1", "--follow"], env=env, stdout=stdout, stderr=stderr)
     worker = None
     try:
-        wait_until(lambda: "no worker has claimed" in err.read_text() or follow.poll() is not None, 60, "the notice")
+        eventually_sync(
+            lambda: "no worker has claimed" in err.read_text() or follow.poll() is not None,
+            timeout=60,
+            what="the notice",
+        )
         assert follow.poll() is None, err.read_text()
         assert "the server's database" in err.read_text()
         worker = subprocess.Popen([VAI, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

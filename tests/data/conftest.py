@@ -42,13 +42,17 @@ def make_context(
     data_dir: Path,
     connection: ResolvedConnection | None = None,
     *,
+    connections: Mapping[str, ResolvedConnection] | None = None,
     tenant_id: str = "org_test",
     options: dict[str, Any] | None = None,
     on_event: Callable[[str, Mapping[str, Any]], None] | None = None,
 ) -> ActionContext:
-    """An ActionContext as the runtime builds one, with the connection resolver seam returning ``connection``."""
+    """An ActionContext as the runtime builds one, with the connection resolver seam returning ``connection`` (any
+    reference), or ``connections[reference]``."""
 
     async def resolve(ref: str) -> ResolvedConnection:
+        if connections is not None:
+            return connections[ref]
         if connection is None:
             raise LookupError(f"connection {ref!r}: none in this test")
         return connection

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,14 +53,6 @@ def address_space_limit(pid: int) -> int | None:
             value = line.split()[3]
             return None if value == "unlimited" else int(value)
     raise KeyError("Max address space")
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.01)  # poll interval, not synchronisation
 
 
 def busy(pid: int) -> Callable[[], bool]:

@@ -62,13 +62,7 @@ def _context(data_dir: Path) -> ActionContext:
         )
         for c in demo_connections(data_dir)
     }
-    ctx = make_context(data_dir)
-
-    async def resolve(ref: str) -> ResolvedConnection:
-        return connections[ref]
-
-    ctx._resolve = resolve
-    return ctx
+    return make_context(data_dir, connections=connections)
 
 
 async def _run_etl(ctx: ActionContext) -> dict[str, Any]:

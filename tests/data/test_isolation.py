@@ -24,8 +24,8 @@ from tests.data.isolation_helpers import (
     busy,
     query_processes,
     status_kb,
-    wait_until,
 )
+from tests.helpers import eventually, eventually_sync
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits, QueryMemoryExceeded, QueryTimedOut
 from virtuousai.data.errors import QueriesBusy
 from virtuousai.data.isolation import address_space_allowance, kill_grace_s
@@ -48,7 +48,7 @@ def lake_dir(tmp_path: Path) -> Iterator[Path]:
     lake_dir = tmp_path / "lake"
     publish_rows(TenantLake(lake_dir, "org_a"), "bronze.shop.orders", [{"id": i} for i in range(10)])
     yield lake_dir
-    wait_until(lambda: not query_processes(str(lake_dir)), 10, "every query process to end")
+    eventually_sync(lambda: not query_processes(str(lake_dir)), timeout=10, what="every query process to end")
 
 
 def _the_process(engine: LakeQueryEngine) -> int:
@@ -111,7 +111,7 @@ def test_a_process_killed_mid_query_answers_query_memory_and_the_pool_heals(lake
 
         thread = threading.Thread(target=run)
         thread.start()
-        wait_until(busy(pid), 10, "the query to run")
+        eventually_sync(busy(pid), timeout=10, what="the query to run")
         os.kill(pid, signal.SIGKILL)  # what the kernel's OOM killer does
         thread.join(10)
         (error,) = outcome
@@ -135,7 +135,7 @@ def test_one_organization_cannot_hold_every_process(lake_dir: Path) -> None:
         # org_a's first query holds one process until it is killed, 2.4 s after it started …
         holding = threading.Thread(target=lambda: _record(first, engine.query, "org_a", LONG_NATIVE_CALL))
         holding.start()
-        wait_until(lambda: any(check() for check in checks), 10, "org_a's query to run")
+        eventually_sync(lambda: any(check() for check in checks), timeout=10, what="org_a's query to run")
         # … so its second, 1 of 2 processes being its share, waits past its own 2 s deadline and never starts …
         started = time.monotonic()
         waiting = threading.Thread(target=lambda: _record(second, engine.query, "org_a", "SELECT 1"))
@@ -164,7 +164,7 @@ def _record(outcome: list[BaseException], call: Any, *args: Any) -> None:
 def test_closing_stops_every_process_and_so_does_a_dropped_engine(lake_dir: Path) -> None:
     engine = _engine(lake_dir, processes=2)
     engine.query("org_a", "SELECT 1")
-    wait_until(lambda: len(query_processes(str(lake_dir))) == 2, 30, "the spare process to start")
+    eventually_sync(lambda: len(query_processes(str(lake_dir))) == 2, timeout=30, what="the spare process to start")
     pids = set(engine.process_ids())
     assert pids == query_processes(str(lake_dir))
     engine.close()
@@ -172,7 +172,7 @@ def test_closing_stops_every_process_and_so_does_a_dropped_engine(lake_dir: Path
     assert engine.query("org_a", "SELECT 3").rows == [[3]]  # usable again: processes start anew
     del engine
     gc.collect()
-    wait_until(lambda: not query_processes(str(lake_dir)), 10, "a dropped engine's processes to end")
+    eventually_sync(lambda: not query_processes(str(lake_dir)), timeout=10, what="a dropped engine's processes to end")
 
 
 # --- sql_transform: its own process and limits ----------------------------------------------------------------
@@ -189,11 +189,11 @@ async def test_a_cancelled_transform_kills_its_process(tmp_path: Path) -> None:
     ctx, running = await _transform(tmp_path, SPIN)
     marker = str(ctx.data_dir / "lake")
     task = asyncio.ensure_future(running)
-    await asyncio.to_thread(wait_until, lambda: bool(query_processes(marker)), 30, "the transform's process")
+    await eventually(lambda: bool(query_processes(marker)), timeout=30, what="the transform's process")
     (pid,) = query_processes(marker)
     # Started (it caps its address space once set up, then says it is ready), then burning CPU on the query.
-    await asyncio.to_thread(wait_until, lambda: address_space_limit(pid) is not None, 30, "the process to start")
-    await asyncio.to_thread(wait_until, busy(pid), 30, "the transform's query to run")
+    await eventually(lambda: address_space_limit(pid) is not None, timeout=30, what="the process to start")
+    await eventually(busy(pid), timeout=30, what="the transform's query to run")
     ctx.cancel.cancel("test")
     cancelled_at = time.monotonic()
     with pytest.raises(Cancelled):

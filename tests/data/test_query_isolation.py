@@ -19,11 +19,10 @@ import httpx
 import pytest
 
 from tests.data.conftest import publish_rows
-from tests.data.isolation_helpers import query_processes, status_kb, wait_until
-from tests.foundation.test_serve_smoke import VAI, Server, start_server, vai_env
+from tests.data.isolation_helpers import query_processes, status_kb
+from tests.helpers import eventually_sync
+from tests.servers import VAI, Server, vai_env
 from virtuousai.data.lake import TenantLake
-
-__all__ = ["start_server"]  # the fixture, used by name below
 
 TIMEOUT_S = 3.0
 ATTACKS = {
@@ -192,8 +191,8 @@ def test_a_killed_server_leaves_no_query_process_behind(tmp_path: Path, start_se
 
         sent = threading.Thread(target=doomed)
         sent.start()
-        wait_until(lambda: len(query_processes(marker)) >= 2, 30, "query processes to run")
+        eventually_sync(lambda: len(query_processes(marker)) >= 2, timeout=30, what="query processes to run")
         os.kill(setup.server.process.pid, signal.SIGKILL)  # no shutdown code runs
         setup.server.process.wait(timeout=30)
         sent.join(30)
-    wait_until(lambda: not query_processes(marker), 10, "the query processes to notice and exit")
+    eventually_sync(lambda: not query_processes(marker), timeout=10, what="the query processes to notice and exit")

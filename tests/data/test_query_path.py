@@ -7,8 +7,6 @@ sqlglot tree rendering of the wrapped query, the ``QueryResponse`` model.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from sqlglot import exp
 
 from tests.conftest import OrgHandle
 from tests.data.conftest import publish_rows
+from tests.helpers import eventually_sync
 from virtuousai.data.engine import (
     ARROW_JSON_TYPES,
     SMALL_RESULT_CELLS,
@@ -171,15 +170,6 @@ def test_a_large_result_is_capped_and_typed(tmp_path: Path) -> None:
 # --- the deadline watchdog ------------------------------------------------------------------------------------
 
 
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def test_deadlines_fire_in_order_and_never_after_disarm() -> None:
     deadlines = QueryDeadlines()
     fired: list[str] = []
@@ -207,18 +197,17 @@ def test_the_watchdog_thread_ends_when_idle_and_comes_back() -> None:
     try:
         deadlines.disarm(deadlines.arm(0.01, lambda: None))
         assert deadlines.watching
-        assert _wait_for(lambda: not deadlines.watching)
+        eventually_sync(lambda: not deadlines.watching, timeout=5, interval=0.005, what="the watchdog thread to end")
         fired = threading.Event()
         deadlines.arm(0.01, fired.set)
         assert fired.wait(5.0)
     finally:
         deadlines.close()
-    assert _wait_for(lambda: not deadlines.watching)
+    eventually_sync(lambda: not deadlines.watching, timeout=5, interval=0.005, what="the watchdog thread to end")
 
 
 def test_queries_share_one_watchdog_thread(locked: LockedLake) -> None:
-    locked.rows(_statement("SELECT 1"))
-    assert locked._deadlines.watching
+    locked.rows(_statement("SELECT 1"))  # the first query with a deadline starts the watchdog thread
     before = {t.ident for t in threading.enumerate()}
     for _ in range(20):
         locked.rows(_statement("SELECT count(*) FROM bronze.shop.orders"))

@@ -17,10 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import OrgHandle
-from tests.foundation.test_serve_smoke import VAI, Server, start_server, vai_env
+from tests.servers import VAI, Server, vai_env
 from virtuousai.config import Settings
-
-__all__ = ["start_server"]  # the fixture, used by name below
 
 LIMIT = 1024 * 1024
 CHUNK = 64 * 1024

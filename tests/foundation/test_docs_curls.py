@@ -29,9 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.foundation.test_serve_smoke import Server, start_server, vai_env
-
-__all__ = ["start_server"]  # the fixture
+from tests.servers import Server, vai_env
 
 ROOT = Path(__file__).parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

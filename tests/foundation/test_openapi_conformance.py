@@ -15,9 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.foundation.test_serve_smoke import Server, start_server, vai_env
-
-__all__ = ["start_server"]  # the fixture
+from tests.servers import Server, vai_env
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")

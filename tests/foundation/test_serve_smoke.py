@@ -6,108 +6,17 @@ SQLite under a temporary VAI_DATA_DIR; the `vai` of this interpreter's venv. Pol
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import stat
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
-VAI = str(Path(sys.executable).parent / "vai")
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
+from tests.servers import START_TIMEOUT_S, VAI, Server, free_port, vai_env
+
 KEY_PATTERN = re.compile(r"\bvai_[a-z0-9]{12}_[A-Za-z0-9_-]{43}\b")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)  # poll interval, not synchronisation
-
-
-def vai_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """This environment without any VAI_ setting of the developer's, pointed at a private data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAI_")}
-    env.update(VAI_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    stdout: Path
-    stderr: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.stdout.read_text()
-
-    def logs(self) -> str:
-        return self.stderr.read_text()
-
-    def answers(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1.0, trust_env=False).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop_cleanly(self) -> None:
-        """SIGTERM, as a process manager would, then a graceful exit: the lifespan's shutdown ran to the end.
-
-        uvicorn re-raises the signal once it has shut down (so the parent sees why it stopped), hence exit status
-        -SIGTERM as well as 0 counts as clean; a crash or a hang does not."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=STOP_TIMEOUT_S)
-        assert code in (0, -signal.SIGTERM), f"exit status {code}:\n{self.logs()}"
-        assert "Application shutdown complete" in self.logs(), self.logs()
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(env: dict[str, str], *args: str) -> Server:
-        port = free_port()
-        out, err = tmp_path / f"serve-{port}.out", tmp_path / f"serve-{port}.err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            process = subprocess.Popen(
-                [VAI, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-                env=env,
-                stdout=stdout,
-                stderr=stderr,
-            )
-        server = Server(process, port, out, err)
-        started.append(server)
-        wait_until(lambda: server.answers() or process.poll() is not None, START_TIMEOUT_S, "vai serve to answer")
-        assert process.poll() is None, f"vai serve exited {process.returncode}:\n{server.output()}\n{server.logs()}"
-        return server
-
-    yield start
-    for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(timeout=STOP_TIMEOUT_S)
 
 
 def test_serve_answers_a_key_made_by_the_cli(tmp_path: Path, start_server: Callable[..., Server]) -> None:

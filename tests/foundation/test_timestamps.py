@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from typer.testing import CliRunner
 
-from tests.actions.test_events_sse import parse_sse
 from tests.conftest import OrgHandle
+from tests.helpers import parse_sse
 from virtuousai.app import create_app
 from virtuousai.cli.main import app as cli
 from virtuousai.config import Settings

@@ -39,6 +39,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.helpers import eventually_sync
+
 REPLY_TEXT = "Hello from {tag}"
 INPUT_TOKENS = 12
 OUTPUT_TOKENS = 7
@@ -487,11 +489,14 @@ class RunningServer:
 
     def start(self) -> FakeProviderServer:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._uvicorn.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake provider server did not start")
-            time.sleep(0.01)
+        eventually_sync(
+            lambda: self._uvicorn.started or not self._thread.is_alive(),
+            timeout=10,
+            interval=0.01,
+            what="the fake provider server to start",
+        )
+        if not self._uvicorn.started:
+            raise RuntimeError("fake provider server did not start")
         return self.server
 
     def stop(self) -> None:

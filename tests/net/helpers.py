@@ -6,12 +6,10 @@ server that must receive nothing: the tests assert on ``canary.requests == []``.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,12 +120,3 @@ class ScriptedResolver:
         answers = self.script[host]
         answer = answers[min(self.calls.count(host), len(answers)) - 1]
         return [ipaddress.ip_address(address) for address in answer]
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)

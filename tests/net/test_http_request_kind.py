@@ -9,7 +9,8 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from tests.net.helpers import RecordedRequest, Reply, ServerFactory, wait_until
+from tests.helpers import eventually
+from tests.net.helpers import RecordedRequest, Reply, ServerFactory
 from virtuousai.actions.kinds.http import ALLOW_LOOPBACK_OPTION, HttpRequestInput, HttpRequestOutput
 from virtuousai.actions.registry import default_registry
 from virtuousai.net import BlockedDestination
@@ -107,7 +108,7 @@ async def test_cancelling_the_run_abandons_the_request(serve: ServerFactory) -> 
     try:
         running = KIND.execute(ctx, HttpRequestInput(url=server.url(), timeout_s=60))
         task = asyncio.ensure_future(running)
-        await wait_until(lambda: len(server.requests) == 1)
+        await eventually(lambda: len(server.requests) == 1, timeout=5, what="the request to reach the server")
         ctx.cancel.cancel("user asked")
         with pytest.raises(Cancelled, match="user asked"):
             await asyncio.wait_for(task, timeout=5)

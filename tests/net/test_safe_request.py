@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.helpers import eventually
 from tests.net.helpers import (
     RecordedRequest,
     RecordingServer,
@@ -29,7 +30,6 @@ from tests.net.helpers import (
     Responder,
     ScriptedResolver,
     ServerFactory,
-    wait_until,
 )
 from virtuousai.net import (
     BlockedDestination,
@@ -252,7 +252,7 @@ async def test_a_server_that_never_answers_times_out(serve: ServerFactory) -> No
     try:
         with pytest.raises(UpstreamTimeout):
             await safe_request("GET", server.url(), policy=ONLY_PUBLIC, timeout=0.3)
-        await wait_until(lambda: len(server.requests) == 1)
+        await eventually(lambda: len(server.requests) == 1, timeout=5, what="the request to reach the server")
     finally:
         release.set()
 

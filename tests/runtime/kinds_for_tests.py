@@ -3,9 +3,11 @@ worker subprocesses alike register them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from virtuousai.runtime.context import ActionContext
 from virtuousai.runtime.kinds import RetryPolicy, action_kind
@@ -58,3 +60,40 @@ class WriteOutput(BaseModel):
 @action_kind("test_write", risk="write", description="Test only: a write-risk kind (approval gates).", timeout_s=30)
 async def write(ctx: ActionContext, inputs: WriteInput) -> WriteOutput:
     return WriteOutput(written=inputs.value, idempotency_key=ctx.idempotency_key)
+
+
+@dataclass
+class Gate:
+    """``entered``: a run is waiting at the gate (its worker is executing it); ``opened``: it may go on."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def open(self) -> None:
+        self.opened.set()
+
+    async def reached(self, timeout: float = 15.0) -> None:
+        """Wait until a run waits at the gate."""
+        await asyncio.wait_for(self.entered.wait(), timeout=timeout)
+
+
+# In-process workers only (a worker subprocess has no test to open its gates).
+GATES: dict[str, Gate] = {}
+
+
+class GateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gate: str
+
+
+class GateOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gate: str
+
+
+@action_kind("test_gate", risk="read", description="Test only: waits until the test opens GATES[gate].", timeout_s=30)
+async def wait_at_gate(ctx: ActionContext, inputs: GateInput) -> GateOutput:
+    gate = GATES[inputs.gate]
+    gate.entered.set()
+    await asyncio.wait_for(gate.opened.wait(), timeout=20)
+    return GateOutput(gate=inputs.gate)

@@ -3,7 +3,8 @@ and draining a worker on shutdown."""
 
 from __future__ import annotations
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from virtuousai.actions.service import ActionRunService
 from virtuousai.runtime.states import RunStatus
 

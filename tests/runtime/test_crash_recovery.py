@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from tests.runtime.kinds_effects import create_effect_tables, read_effects
 from tests.runtime.worker_processes import WorkerProcess, worker_env
 from virtuousai.actions.service import ActionRunService
@@ -141,8 +142,10 @@ async def test_killed_workers_lose_no_run_and_commit_no_effect_twice(
 
         async def killer() -> None:
             for progress in sorted(rng.uniform(0.1, 0.9) for _ in range(KILLS)):
-                while len(run_ids) < progress * RUNS:
-                    await asyncio.sleep(0.01)
+                wanted = progress * RUNS
+                await eventually(
+                    lambda wanted=wanted: len(run_ids) >= wanted, timeout=120, interval=0.01, what="the runs to kill at"
+                )
                 # One worker down at a time: the others must have room for the orphans when they come back.
                 await asyncio.gather(*replacements)
                 await kill_one()

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from tests.runtime.worker_processes import STOPPED_LINE, WorkerProcess, worker_env
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import ActionRun

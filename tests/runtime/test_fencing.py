@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import ActionRun
 from virtuousai.runtime.transition import LeaseLost, RunHandle, append_event, transition

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from virtuousai.runtime.states import RunStatus
 from virtuousai.store.drivers import Wakeup, hub_for
 from virtuousai.store.drivers.wakeups import PROCESS_ID

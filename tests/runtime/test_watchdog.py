@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from virtuousai.actions.service import ActionRunService
 from virtuousai.runtime.states import RunStatus
 from virtuousai.timeutil import utcnow

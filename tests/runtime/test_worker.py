@@ -8,10 +8,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
+from virtuousai.runtime.cancellation import cancel_run
+from virtuousai.runtime.creation import RunRequest, create_runs
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import ActionRun
-from virtuousai.store.drivers import ClaimedRun, hub_for
+from virtuousai.store.drivers import ClaimedRun
 
 
 async def test_a_run_goes_pending_running_completed_with_an_event_per_transition(harness: Harness) -> None:
@@ -106,36 +109,44 @@ async def test_one_organization_cannot_hold_more_than_its_limit_of_running_runs(
 
 
 async def test_a_freed_slot_claims_again_only_while_runs_may_be_waiting(harness: Harness) -> None:
-    # A 30 s poll: within this test only wake-ups and freed slots can start a claim.
-    listener = asyncio.create_task(harness.driver.listen(hub_for(harness.engine.url)))  # PostgreSQL: NOTIFY
-    try:
-        backlog = [await harness.create("echo", {"n": i}) for i in range(4)]
-        worker = harness.start_worker(worker_concurrency=2, poll_interval_s=30.0)  # claims one run at a time
-        claims: list[int] = []
-        claim = worker.queue.claim
+    # A 30 s poll: within this test only wake-ups and freed slots can start a claim. Two slots, one run per claim.
+    worker = harness.start_worker(worker_concurrency=2, poll_interval_s=30.0)
+    claims: asyncio.Queue[list[str]] = asyncio.Queue()  # what each claim took, in order
+    claim = worker.queue.claim
 
-        async def counted(**kwargs: Any) -> list[ClaimedRun]:
-            claimed = await claim(**kwargs)
-            claims.append(len(claimed))
-            return claimed
+    async def counted(**kwargs: Any) -> list[ClaimedRun]:
+        claimed = await claim(**kwargs)
+        claims.put_nowait([run.id for run in claimed])
+        return claimed
 
-        worker.queue.claim = counted  # type: ignore[method-assign]
+    worker.queue.claim = counted  # type: ignore[method-assign]  (before the worker's task first runs)
 
-        async def idle() -> bool:
-            return not worker.in_flight and bool(claims) and claims[-1] == 0
+    async def next_claim() -> list[str]:
+        return await asyncio.wait_for(claims.get(), timeout=10)
 
-        # Four runs for two slots: each freed slot claims the next at once.
-        for run_id in backlog:
-            await harness.wait_for(run_id, {RunStatus.COMPLETED}, timeout=10)
-        await eventually(idle, what="the claim that found the queue empty")
-        # The last claim found the queue empty: a freed slot starts no claim now (new work announces itself with
-        # an ``enqueued`` wake-up, which does).
-        assert not worker._backlog
-        worker._wake.clear()
-        worker._slot_freed()
-        assert not worker._wake.is_set()
-        late = await harness.create("echo", {"n": "late"})
-        await harness.wait_for(late, {RunStatus.COMPLETED}, timeout=10)
-    finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+    assert await next_claim() == []  # the worker's first claim finds the queue empty
+
+    # An ``enqueued`` wake-up starts a claim: it takes the new run, and the next (the batch was full) finds nothing.
+    slow = await harness.create("sleep", {"seconds": 30})
+    assert [await next_claim(), await next_claim()] == [[slow], []]
+
+    # The queue was found empty: the slot that ``slow`` frees when it is cancelled starts no claim ...
+    async with harness.sessions() as session:
+        await cancel_run(session, harness.tenant.tenant_id, slow, requested_by=None)
+    await harness.wait_for(slow, {RunStatus.CANCELLED})
+    await eventually(lambda: not worker.in_flight, what="the cancelled run's slot to be freed")
+    # ... so the next claim is the one the next run's ``enqueued`` wake-up starts, and it finds that run.
+    late = await harness.create("echo", {"n": "late"})
+    assert [await next_claim(), await next_claim()] == [[late], []]
+    await harness.wait_for(late, {RunStatus.COMPLETED})
+
+    # Four runs in one transaction, one wake-up: a claim that took all it asked for leaves the worker expecting
+    # more, so each freed slot claims the next at once (else they would wait for the 30 s poll).
+    async with harness.sessions() as session:
+        requests = [RunRequest("echo", {"n": i}) for i in range(4)]
+        created = await create_runs(
+            session, harness.registry, requests, tenant_id=harness.tenant.tenant_id, approval_overrides={}
+        )
+        await session.commit()
+    for row in created.rows:
+        await harness.wait_for(row["id"], {RunStatus.COMPLETED}, timeout=10)

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.runtime.conftest import Harness, eventually
+from tests.helpers import eventually
+from tests.runtime.conftest import Harness
 from tests.runtime.kinds_effects import create_effect_tables, read_effects
 from tests.runtime.worker_processes import STOPPED_LINE, WorkerProcess, worker_env
 from virtuousai.runtime.states import RunStatus
