@@ -21,6 +21,7 @@ from virtuousai.automations.progress import AutomationRuns
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.config import Settings
 from virtuousai.connections.resolver import StoredConnections
+from virtuousai.llm.providers import close_shared_http_clients
 from virtuousai.orchestration.fast_path import FastPath
 from virtuousai.orchestration.orchestrator import KeptStates, Orchestrator, ParentRuns
 from virtuousai.runtime.kinds import KindRegistry
@@ -90,3 +91,4 @@ class ProcessServices:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.runtime.stop()
         await self.orchestrator.close()
+        await close_shared_http_clients()

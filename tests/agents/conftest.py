@@ -77,9 +77,9 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
     """A whole server (its worker, orchestrator, sweeps) for the duration of the block: a test that restarts
     everything uses two of these in turn."""
     app = create_app(settings, workers=1)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
-            yield app, client
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        yield app, client
 
 
 async def new_org(app: FastAPI, name: str = "Acme") -> OrgHandle:
