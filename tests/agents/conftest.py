@@ -20,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import OrgHandle
+from tests.helpers import eventually
 from tests.llm.fake_providers import FakeProviderServer, RunningServer, Script
 from virtuousai.app import create_app
 from virtuousai.config import Settings
@@ -188,6 +189,18 @@ class Agents:
                 await self.call("GET", f"{RUNS}/{run_id}?wait=1")
             else:
                 await asyncio.sleep(0.02)  # terminal or parked: only another actor moves it; look again soon
+
+    async def wait_action(self, action_run_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """An ActionRun once terminal (the API's own ``?wait=``)."""
+        path = f"/api/v1/action-runs/{action_run_id}"
+        result: dict[str, Any] = await eventually(
+            lambda: self._terminal(path), timeout=timeout_s, what=f"action run {action_run_id} to end"
+        )
+        return result
+
+    async def _terminal(self, path: str) -> dict[str, Any] | None:
+        run: dict[str, Any] = await self.call("GET", f"{path}?wait=1")
+        return run if run["status"] in TERMINAL else None
 
     async def steps(self, run_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.call("GET", f"{RUNS}/{run_id}/steps")

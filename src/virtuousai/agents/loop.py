@@ -511,11 +511,13 @@ def _absorb_delegation(planner: _Planner, step: Step, child: Child) -> None:
         if step.status is not StepStatus.AWAITING_APPROVAL:
             planner.set_step(step.id, StepStatus.AWAITING_APPROVAL)
             for approval in child.pending_approvals:
-                planner.event("approval_required", step_id=step.id, via_run_id=step.child_run_id, **approval)
+                # The delegated run's call, as its caller shows it: decide it here with its step_id.
+                planner.event("approval_required", **approval, via_run_id=step.child_run_id, via_step_id=step.id)
         return
+    if step.status is StepStatus.AWAITING_APPROVAL:
+        step = planner.set_step(step.id, StepStatus.RUNNING)
+        planner.event("approval_decided", step_id=step.id, via_run_id=step.child_run_id, decision="decided")
     if not status.is_terminal:
-        if step.status is StepStatus.AWAITING_APPROVAL:
-            planner.set_step(step.id, StepStatus.RUNNING)
         return
     # A delegated run's cost is the caller's too.
     planner.cost += child.cost
