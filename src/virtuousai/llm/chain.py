@@ -26,13 +26,12 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic_ai.direct import model_request, model_request_stream
-from pydantic_ai.exceptions import ModelAPIError
 from pydantic_ai.messages import ModelMessage, ModelResponse, ModelResponseStreamEvent
 from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
 
-from virtuousai.llm.policy import error_class, falls_back, status_code
+from virtuousai.llm.policy import PROVIDER_FAILURES, error_class, falls_back, status_code
 from virtuousai.llm.prices import PriceSource, Pricing
 from virtuousai.timeutil import utcnow
 
@@ -117,8 +116,8 @@ def total_cost(attempts: Sequence[Attempt]) -> Decimal | None:
 class ModelChainError(Exception):
     """The chain produced no (complete) answer. ``error`` is the failure that ended it; ``attempts`` has them all.
 
-    Only provider failures (pydantic-ai's ``ModelAPIError``) become a ``ModelChainError``; anything else (a bug, a
-    diverged script) propagates unchanged and loudly.
+    Only provider failures (``policy.PROVIDER_FAILURES``: an API error, or an answer the SDK could not parse) become
+    a ``ModelChainError``; anything else (a bug, a diverged script) propagates unchanged and loudly.
 
     ``exhausted``: every member failed with a provider failure. Otherwise a member failed in a way that must not
     fall back (a request error), or a stream failed after its first token.
@@ -207,7 +206,7 @@ class ChainStream:
                 event = await anext(self._events)
             except StopAsyncIteration:
                 return
-            except ModelAPIError as exc:
+            except PROVIDER_FAILURES as exc:
                 self._finish(exc)
                 raise ModelChainError(
                     f"{self.member.label} failed after its first token; not falling back",
@@ -308,7 +307,7 @@ class ModelChain:
                     model_request_parameters=params,
                     instrument=False,
                 )
-            except ModelAPIError as exc:
+            except PROVIDER_FAILURES as exc:
                 if self._stop(index, exc, attempts, clock, None):
                     continue
                 raise self._give_up(exc, attempts) from exc
@@ -342,7 +341,7 @@ class ModelChain:
                     )
                     events = aiter(opened)
                     first = await _first_event(events)
-                except ModelAPIError as exc:
+                except PROVIDER_FAILURES as exc:
                     if self._stop(index, exc, attempts, clock, opened.usage if opened else None):
                         continue
                     raise self._give_up(exc, attempts) from exc

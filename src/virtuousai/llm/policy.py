@@ -36,14 +36,22 @@ from pydantic_ai.exceptions import (
     ModelHTTPError,
     ModelNotFoundError,
     ModelRequestRejectedError,
+    UnexpectedModelBehavior,
 )
 
 # 4xx statuses that describe the provider or this connection rather than the request.
 PROVIDER_SIDE_CLIENT_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 
 
+# What a provider can fail with: an API error, or an answer the SDK could not make sense of (a malformed body or
+# stream: another provider may well answer).
+PROVIDER_FAILURES = (ModelAPIError, UnexpectedModelBehavior)
+
+
 def falls_back(error: BaseException) -> bool:
     """Whether the chain tries its next member after ``error``."""
+    if isinstance(error, UnexpectedModelBehavior):
+        return True
     if not isinstance(error, ModelAPIError):
         return False
     if isinstance(error, ModelHTTPError):
