@@ -144,9 +144,7 @@ async def test_viewers_read_but_do_not_start(agents: Agents) -> None:
     await agents.llm([Turn(text="hi")])
     await agents.spec("guarded", tools=())
     run = await agents.start("guarded", wait=10)
-    created = await agents.call(
-        "POST", "/api/v1/api-keys", 201, json={"name": "viewer", "role": "viewer"}
-    )
+    created = await agents.call("POST", "/api/v1/api-keys", 201, json={"name": "viewer", "role": "viewer"})
     viewer = {"Authorization": f"Bearer {created['key']}"}
     assert (await agents.client.get(f"/api/v1/agents/runs/{run['id']}", headers=viewer)).status_code == 200
     response = await agents.client.post("/api/v1/agents/runs", headers=viewer, json={"agent": "guarded", "input": "x"})
