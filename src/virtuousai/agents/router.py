@@ -6,7 +6,6 @@ service → response model. Viewers read; members create, approve, reject, cance
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -33,10 +32,10 @@ from virtuousai.agents.models import (
     ToolPublic,
 )
 from virtuousai.agents.run_repository import AgentRunRepository
-from virtuousai.agents.runs import AgentRunService
+from virtuousai.agents.runs import EVENT_ID, AgentRunService, read_stream
 from virtuousai.agents.service import AgentSpecService, SpecAtVersion
 from virtuousai.agents.states import AgentRunStatus, StepKind, StepStatus
-from virtuousai.agents.tables import AgentRun, AgentRunEvent
+from virtuousai.agents.tables import AgentRun
 from virtuousai.agents.tools import TOOLS
 from virtuousai.api.deps import (
     LastEventIdHeader,
@@ -47,7 +46,7 @@ from virtuousai.api.deps import (
     SessionmakerDep,
 )
 from virtuousai.api.schemas import Page
-from virtuousai.api.sse import BATCH, Outgoing, outgoing_stream, stored_payload
+from virtuousai.api.sse import Outgoing, outgoing_stream
 from virtuousai.errors import ValidationFailed
 from virtuousai.store.tenant import TenantContext
 
@@ -133,9 +132,6 @@ WaitQuery = Annotated[
     float | None,
     Query(ge=0, le=300, description="Wait up to this many seconds for the run to end or to wait for an approval."),
 ]
-# An agent run's stream interleaves the narration of its model calls: ``<seq>`` for the run's own events,
-# ``<seq>.<n>`` for the n-th narration event of the model call that event ``<seq>`` started.
-EVENT_ID = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
 
 
 def _runs(request: Request, session: AsyncSession, tenant: TenantContext) -> AgentRunService:
@@ -239,43 +235,11 @@ async def stream_run_events(
     await session.close()
 
     async def read(stream_session: AsyncSession, seen: str) -> tuple[bool, Sequence[Outgoing]]:
-        runs = AgentRunRepository(stream_session, principal.tenant)
-        seq_text, _, narrated = seen.partition(".")
-        seq = int(seq_text)
-        finished = AgentRunStatus(await runs.status_of(run_id) or AgentRunStatus.CANCELLED).is_terminal
-        out: list[Outgoing] = []
-        if seq:  # the model call the last event sent started may still be narrating
-            current = await runs.event_at(run_id, seq)
-            if current is not None:
-                out += await _narration(runs, current, after=int(narrated or 0))
-        events = await runs.events_after(run_id, seq)
-        for event in events:
-            out.append(Outgoing(str(event.seq), event.kind, stored_payload(event)))
-            out += await _narration(runs, event, after=0)
-        return finished and len(events) < BATCH, out
+        done, events = await read_stream(AgentRunRepository(stream_session, principal.tenant), run_id, seen)
+        payloads = [Outgoing(e.id, e.kind, {"seq": e.seq, "kind": e.kind, "data": e.data, "at": e.at}) for e in events]
+        return done, payloads
 
     return outgoing_stream(sessions, read, after=after)
-
-
-async def _narration(runs: AgentRunRepository, event: AgentRunEvent, *, after: int) -> list[Outgoing]:
-    """The narration of the model call ``event`` started (nothing for any other event)."""
-    data = event.data
-    if event.kind != "step_started" or data.get("step_kind") != "model" or not data.get("action_run_id"):
-        return []
-    chunks = await runs.narration_after(str(data["action_run_id"]), after)
-    return [
-        Outgoing(
-            f"{event.seq}.{chunk.seq}",
-            "narration",
-            {
-                "seq": event.seq,
-                "kind": "narration",
-                "data": {"run_id": data.get("run_id"), "action_run_id": data["action_run_id"], **chunk.data},
-                "at": chunk.created_at,
-            },
-        )
-        for chunk in chunks
-    ]
 
 
 @runs_router.post("/{run_id}/approve", response_model=AgentRunPublic)

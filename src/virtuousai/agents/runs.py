@@ -8,8 +8,10 @@ restart — finds the decision in the database, never in memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +33,54 @@ from virtuousai.store.drivers import hub_for
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantContext
 from virtuousai.timeutil import utcnow
+
+# A run's stream interleaves the narration of its model calls: ``<seq>`` for the run's own events, ``<seq>.<n>``
+# for narration event ``n`` of the model call that event ``<seq>`` started (``n``: that ActionRun's event seq).
+EVENT_ID = re.compile(r"^[0-9]{1,18}(\.[0-9]{1,18})?$")
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a run's stream: its id (what ``Last-Event-ID`` sends back), its name, and its payload."""
+
+    id: str
+    kind: str
+    seq: int
+    data: dict[str, Any]
+    at: datetime
+
+
+async def read_stream(runs: AgentRunRepository, run_id: str, after: str) -> tuple[bool, list[StreamEvent]]:
+    """The events after ``after`` (an id of this stream, or "0"), and whether the stream may end after them (the
+    run is terminal and nothing is left). Narration is read from the model calls' ActionRuns: it is all written
+    before the call ends, so before the run's next event."""
+    seq_text, _, narrated = after.partition(".")
+    seq = int(seq_text)
+    finished = AgentRunStatus(await runs.status_of(run_id) or AgentRunStatus.CANCELLED).is_terminal
+    out: list[StreamEvent] = []
+    if seq:  # the model call the last event sent started may still be narrating
+        current = await runs.event_at(run_id, seq)
+        if current is not None:
+            out += await _narration(runs, current, after=int(narrated or 0))
+    events = await runs.events_after(run_id, seq, limit=BATCH)
+    for event in events:
+        out.append(StreamEvent(str(event.seq), event.kind, event.seq, event.data, event.created_at))
+        out += await _narration(runs, event, after=0)
+    return finished and len(events) < BATCH, out
+
+
+async def _narration(runs: AgentRunRepository, event: AgentRunEvent, *, after: int) -> list[StreamEvent]:
+    """The narration of the model call ``event`` started (nothing for any other event)."""
+    data = event.data
+    if event.kind != "step_started" or data.get("step_kind") != "model" or not data.get("action_run_id"):
+        return []
+    chunks = await runs.narration_after(str(data["action_run_id"]), after)
+    context = {"run_id": data.get("run_id"), "action_run_id": data["action_run_id"]}
+    return [
+        StreamEvent(f"{event.seq}.{chunk.seq}", "narration", event.seq, context | chunk.data, chunk.created_at)
+        for chunk in chunks
+    ]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ COMMANDS: dict[str, Entry] = {
     "keys": Entry(
         "virtuousai.cli.keys:keys_app", "Encryption keys of connection secrets: status, rotate, rewrap, retire."
     ),
-    "agent": Entry("virtuousai.cli.agents:agent_app", "Agent specs (markdown with YAML frontmatter)."),
+    "agent": Entry("virtuousai.cli.agents:agent_app", "Agent specs (markdown with YAML frontmatter), and running one."),
     "run": Entry(
         "virtuousai.cli.remote_runs:run", "Start an action run on the server (VAI_URL); --follow to watch it."
     ),
