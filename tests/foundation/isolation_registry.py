@@ -140,6 +140,9 @@ async def seed_agent_specs(ctx: SeedContext) -> None:
         "  - generate_query\n---\n\nAnswer questions.\n"
     )
     await created(await ctx.client.post("/api/v1/agents/specs", headers=ctx.org.headers, json={"markdown": markdown}))
+    # A run of it (with no LLM connection it ends at once, FAILED no_model: a real run to aim every route at).
+    run = {"agent": f"isolation-{ctx.label}", "input": "Anything?"}
+    await created(await ctx.client.post("/api/v1/agents/runs", headers=ctx.org.headers, json=run))
 
 
 @seeder
