@@ -29,6 +29,7 @@ ARGUMENTS: dict[str, list[str]] = {
     "agent validate": [ANALYST],
     "agent apply": [ANALYST],
     "agent list": [],
+    "agent run": ["data-analyst", "How many orders?"],
 }
 
 

@@ -39,7 +39,6 @@ from pydantic_ai.messages import (
     ModelRequest,
     ModelRequestPart,
     ModelResponse,
-    RetryPromptPart,
     SystemPromptPart,
     TextPart,
     ToolCallPart,
@@ -834,14 +833,15 @@ def messages_of(state: AgentState, steps: Mapping[str, Step], order: Sequence[st
             if step.id not in call.parents or not call.status.is_terminal:
                 continue
             content = (call.result or {}).get("content", "")
-            if call.status is StepStatus.REFUSED and (call.error or {}).get("retry"):
-                results.append(
-                    RetryPromptPart(content=str(content), tool_name=call.tool, tool_call_id=call.tool_call_id or "")
+            retried = call.status is StepStatus.REFUSED and (call.error or {}).get("retry")
+            results.append(
+                ToolReturnPart(
+                    tool_name=call.tool or "",
+                    content=str(content) if retried else content,
+                    tool_call_id=call.tool_call_id or "",
+                    outcome="retried" if retried else "success",
                 )
-            else:
-                results.append(
-                    ToolReturnPart(tool_name=call.tool or "", content=content, tool_call_id=call.tool_call_id or "")
-                )
+            )
         if results:
             messages.append(ModelRequest(parts=results))
     return messages

@@ -22,7 +22,7 @@ from virtuousai.store.pagination import MAX_LIMIT, PageRequest
 from virtuousai.store.tenant import TenantContext
 
 agent_app = typer.Typer(
-    help="Agent specs (markdown with YAML frontmatter).", no_args_is_help=True, add_completion=False
+    help="Agent specs (markdown with YAML frontmatter), and running one.", no_args_is_help=True, add_completion=False
 )
 
 FileArgument = Annotated[Path, typer.Argument(help="The spec, e.g. examples/agents/data-analyst.md.", exists=True)]
