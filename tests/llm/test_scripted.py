@@ -61,11 +61,37 @@ async def test_an_unexpected_prompt_is_a_divergence() -> None:
 
 async def test_a_request_past_the_end_is_a_divergence() -> None:
     model = ScriptedModel([{"text": "done"}])
-    prompt = [ModelRequest.user_text_prompt("hi")]
+    prompt: list[ModelMessage] = [ModelRequest.user_text_prompt("hi")]
     async with model.as_chain() as chain:
-        await chain.request(prompt)
+        first = await chain.request(prompt)
         with pytest.raises(ScriptDiverged, match="one more"):
-            await chain.request(prompt)
+            await chain.request([*prompt, first.response, ModelRequest.user_text_prompt("and then?")])
+
+
+async def test_the_turn_comes_from_the_conversation_not_from_the_model_object() -> None:
+    # An agent run's model calls are separate ActionRuns (maybe in separate processes, maybe retried): each builds
+    # its own model, and the same conversation must get the same turn.
+    history: list[ModelMessage] = [ModelRequest.user_text_prompt("How many orders yesterday?")]
+    async with ScriptedModel(SCRIPT).as_chain() as chain:
+        first = await chain.request(history)
+        again = await chain.request(history)  # a retried call
+    assert again.response.parts == first.response.parts
+    (call,) = first.response.parts
+    assert isinstance(call, ToolCallPart)
+    fresh = ScriptedModel(SCRIPT)  # another process, half way through the conversation
+    async with fresh.as_chain() as chain:
+        second = await chain.request([*history, first.response, tool_return_for(call)])
+    assert second.response.parts == [TextPart("There were 42 orders yesterday.")]
+    fresh.assert_exhausted()
+
+
+async def test_streams_text_and_tool_calls_of_one_turn() -> None:
+    model = ScriptedModel([{"text": "Let me look.", "tool_calls": [{"tool": "lookup", "args": {"q": "x"}}]}])
+    async with model.as_chain() as chain, chain.request_stream([ModelRequest.user_text_prompt("look")]) as stream:
+        _ = [event async for event in stream]
+    text, call = stream.get().parts
+    assert text == TextPart("Let me look.")
+    assert isinstance(call, ToolCallPart) and (call.tool_name, call.args_as_dict()) == ("lookup", {"q": "x"})
 
 
 async def test_an_unused_script_fails_on_exit() -> None:

@@ -1,15 +1,19 @@
 """The scripted offline model: plays back a fixed conversation, for tests and the offline demo.
 
-A script is a list of turns. Each turn is what the model answers to one request: text, tool calls, or both. Before
-answering, the model checks the conversation is the one the script was written for, and fails loudly
-(``ScriptDiverged``) when it is not:
+A script is a list of turns. Each turn is what the model answers to one request: text, tool calls, or both. The
+turn is chosen from the conversation the model is given, never from what this object remembers: a request whose
+messages already hold ``n`` model responses gets turn ``n``. So a retried request gets the same answer, and a model
+built afresh for each request (an agent run's model calls are separate ActionRuns, maybe in separate processes; the
+``scripted`` LLM connection builds one per call) carries the conversation on where it stands. Before answering, the
+model checks the conversation is the one the script was written for, and fails loudly (``ScriptDiverged``) when it
+is not:
 
-- every tool call of the previous turn must have come back (a tool return or a retry prompt with its call id);
+- every tool call of the latest model response must have come back (a tool return or a retry prompt with its id);
 - a turn's ``expect_prompt`` must appear in the latest user prompt;
 - a request after the last turn is a divergence too.
 
-``assert_exhausted()`` (or ``with model.played():``) fails when turns were left unplayed, so a test cannot pass
-while the agent stopped early.
+``assert_exhausted()`` (or ``with model.played():``) fails when turns were left unplayed by this object, so a test
+cannot pass while the agent stopped early.
 
 Built on pydantic-ai's ``FunctionModel``, so it streams and reports (estimated) usage like a real model. Its price is
 zero (``prices.json``: provider ``scripted``).
@@ -81,13 +85,6 @@ class Turn:
         return cls(text=data.get("text"), tool_calls=tuple(calls), expect_prompt=data.get("expect_prompt"))
 
 
-def _latest_request(messages: Sequence[ModelMessage]) -> ModelRequest | None:
-    for message in reversed(messages):
-        if isinstance(message, ModelRequest):
-            return message
-    return None
-
-
 def _latest_user_prompt(messages: Sequence[ModelMessage]) -> str | None:
     for message in reversed(messages):
         if isinstance(message, ModelRequest):
@@ -97,11 +94,28 @@ def _latest_user_prompt(messages: Sequence[ModelMessage]) -> str | None:
     return None
 
 
+def _tool_calls_awaiting_results(messages: Sequence[ModelMessage]) -> list[str]:
+    """The ids of the latest model response's tool calls that no later request answered."""
+    for position in range(len(messages) - 1, -1, -1):
+        response = messages[position]
+        if isinstance(response, ModelResponse):
+            answered = {
+                part.tool_call_id
+                for request in messages[position + 1 :]
+                if isinstance(request, ModelRequest)
+                for part in request.parts
+                if isinstance(part, ToolReturnPart | RetryPromptPart)
+            }
+            calls = [part.tool_call_id for part in response.parts if isinstance(part, ToolCallPart)]
+            return [call_id for call_id in calls if call_id not in answered]
+    return []
+
+
 class ScriptedModel(FunctionModel):
     def __init__(self, turns: Sequence[Turn | Mapping[str, Any]], *, model_name: str = "scripted") -> None:
         self.turns = [t if isinstance(t, Turn) else Turn.from_data(t) for t in turns]
+        # For ``assert_exhausted`` only: how far this object got (the turn itself comes from the conversation).
         self.played_count = 0
-        self._pending_call_ids: list[str] = []
         super().__init__(self._answer, stream_function=self._stream, model_name=model_name)
 
     @property
@@ -128,10 +142,15 @@ class ScriptedModel(FunctionModel):
         return ModelChain([member], attempt_timeout_s=DEFAULT_ATTEMPT_TIMEOUT_S, resources=AsyncExitStack())
 
     def _next_turn(self, messages: list[ModelMessage]) -> tuple[int, Turn]:
-        index = self.played_count
+        index = sum(1 for message in messages if isinstance(message, ModelResponse))
         if index >= len(self.turns):
-            raise ScriptDiverged(f"the script has {len(self.turns)} turns, but the model was asked for one more")
-        self._check_tool_returns(index, messages)
+            raise ScriptDiverged(
+                f"the conversation holds {index} model responses and the script has {len(self.turns)} turns, "
+                "but the model was asked for one more"
+            )
+        missing = _tool_calls_awaiting_results(messages)
+        if missing:
+            raise ScriptDiverged(f"turn {index}: expected the results of tool calls {missing} before this request")
         turn = self.turns[index]
         if turn.expect_prompt is not None:
             prompt = _latest_user_prompt(messages) or ""
@@ -139,22 +158,8 @@ class ScriptedModel(FunctionModel):
                 raise ScriptDiverged(
                     f"turn {index}: expected a user prompt containing {turn.expect_prompt!r}, got {prompt!r}"
                 )
-        self.played_count += 1
-        self._pending_call_ids = [call.call_id or f"call_{index}_{n}" for n, call in enumerate(turn.tool_calls)]
+        self.played_count = max(self.played_count, index + 1)
         return index, turn
-
-    def _check_tool_returns(self, index: int, messages: list[ModelMessage]) -> None:
-        if not self._pending_call_ids:
-            return
-        latest = _latest_request(messages)
-        answered = {
-            part.tool_call_id
-            for part in (latest.parts if latest else [])
-            if isinstance(part, ToolReturnPart | RetryPromptPart)
-        }
-        missing = [call_id for call_id in self._pending_call_ids if call_id not in answered]
-        if missing:
-            raise ScriptDiverged(f"turn {index}: expected the results of tool calls {missing} before this request")
 
     def _parts(self, index: int, turn: Turn) -> list[ModelResponsePart]:
         parts: list[ModelResponsePart] = []
@@ -170,17 +175,16 @@ class ScriptedModel(FunctionModel):
 
     async def _stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
         index, turn = self._next_turn(messages)
-        if turn.text is not None and turn.tool_calls:
-            # FunctionModel streams text or tool calls, not both in one response.
-            raise ScriptDiverged(f"turn {index}: a streamed turn has either text or tool calls, not both")
         if turn.text is not None:
             words = turn.text.split(" ")
             for n, word in enumerate(words):
                 yield word if n == 0 else " " + word
-            return
-        yield {
-            n: DeltaToolCall(
-                name=call.tool, json_args=json.dumps(dict(call.args)), tool_call_id=call.call_id or f"call_{index}_{n}"
-            )
-            for n, call in enumerate(turn.tool_calls)
-        }
+        if turn.tool_calls:
+            yield {
+                n: DeltaToolCall(
+                    name=call.tool,
+                    json_args=json.dumps(dict(call.args)),
+                    tool_call_id=call.call_id or f"call_{index}_{n}",
+                )
+                for n, call in enumerate(turn.tool_calls)
+            }
