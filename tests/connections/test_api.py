@@ -75,7 +75,7 @@ async def test_providers_are_listed_with_their_schemas(client: httpx.AsyncClient
     providers = {p["slug"]: p for p in response.json()}
     assert set(providers) >= {
         "postgres", "mysql", "sqlite", "duckdb", "http_api", "rest_api", "openai", "anthropic",
-        "openai_compatible", "tavily",
+        "openai_compatible", "scripted", "tavily",
     }  # fmt: skip
     assert providers["postgres"]["secrets_schema"]["required"] == ["password"]
     assert "base_url" in providers["openai_compatible"]["config_schema"]["required"]
@@ -97,6 +97,9 @@ async def test_providers_are_listed_with_their_schemas(client: httpx.AsyncClient
         ({"provider": "http_api", "name": "h", "config": {"base_url": "http://127.0.0.1:9", "auth_type": "header"},
           "secrets": {"token": CANARY}}, 422, ["body", "config"]),
         ({"provider": "openai_compatible", "name": "o", "config": {}}, 422, ["body", "config", "base_url"]),
+        ({"provider": "scripted", "name": "s", "config": {}}, 422, ["body", "config", "turns"]),
+        ({"provider": "scripted", "name": "s", "config": {"turns": [{"tool_calls": [{"tool": ""}]}]}}, 422,
+         ["body", "config", "turns", 0, "tool_calls", 0, "tool"]),
     ],
 )  # fmt: skip
 async def test_bad_input_names_the_field_and_stores_nothing(

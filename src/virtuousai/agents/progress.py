@@ -253,7 +253,7 @@ class AgentRuns:
             return str(exc)
         connections = await runs.llm_connections()
         if not connections:
-            return "the organization has no LLM connection (openai, anthropic or openai_compatible)"
+            return "the organization has no LLM connection (openai, anthropic, openai_compatible or scripted)"
         return {
             "connections": connections,
             "selection": {

@@ -147,6 +147,33 @@ class OptionalApiKeySecrets(StrictModel):
     api_key: str | None = _secret(optional=True)
 
 
+class ScriptedToolCall(StrictModel):
+    tool: str = Field(min_length=1, max_length=200, description="The tool's name, as the agent spec lists it.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The call's arguments.")
+    id: str | None = Field(default=None, min_length=1, max_length=200, description="Default: call_<turn>_<n>.")
+
+
+class ScriptedTurn(StrictModel):
+    """One answer of the scripted model (``llm/scripted.py``): text, tool calls, or both."""
+
+    text: str | None = Field(default=None, max_length=100_000)
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    expect_prompt: str | None = Field(default=None, description="Text the latest user prompt must contain.")
+
+    @model_validator(mode="after")
+    def _says_something(self) -> ScriptedTurn:
+        if self.text is None and not self.tool_calls:
+            raise ValueError("a scripted turn needs text, tool calls, or both")
+        return self
+
+
+class ScriptedConfig(LlmConfig):
+    """The scripted offline model: request ``n`` of a conversation (``n`` model responses so far) gets turn ``n``."""
+
+    turns: list[ScriptedTurn] = Field(min_length=1, max_length=1000)
+    models: list[str] = Field(default_factory=lambda: ["scripted"], description="Default: ['scripted'].")
+
+
 class TavilyConfig(StrictModel):
     base_url: AnyHttpUrl | None = Field(default=None, description="Default: the provider's public API.")
     search_depth: Literal["basic", "advanced"] = "basic"
@@ -216,6 +243,9 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ProviderSpec("openai_compatible", "OpenAI-compatible", "llm",
                      "Any server speaking the OpenAI API (Ollama, vLLM, …).", OpenAICompatibleConfig,
                      OptionalApiKeySecrets),
+        ProviderSpec("scripted", "Scripted (offline)", "llm",
+                     "Plays back a fixed conversation, offline and free: for demos and tests.", ScriptedConfig,
+                     NoSecrets, testable=True),
         ProviderSpec("tavily", "Tavily", "search", "Tavily web search.", TavilyConfig, ApiKeySecrets),
     )
 }  # fmt: skip

@@ -133,12 +133,19 @@ async def _http_api(conn: ResolvedConnection, policy: DestinationPolicy) -> None
         raise ConnectionError(f"base_url answered HTTP {response.status_code}")
 
 
+async def _scripted(conn: ResolvedConnection, _: DestinationPolicy) -> None:
+    from virtuousai.llm.providers import read_llm_connection
+
+    read_llm_connection(conn)  # its turns make a script (checked again: the row may predate a rule)
+
+
 PROBES: dict[str, Probe] = {
     "postgres": _postgres,
     "mysql": _mysql,
     "sqlite": _sqlite,
     "duckdb": _duckdb,
     "http_api": _http_api,
+    "scripted": _scripted,
 }
 
 

@@ -8,6 +8,7 @@ depend on how connections are stored. What it reads:
 | ``openai``          | ``api_key``        | ``base_url`` (optional, e.g. a proxy)                                 |
 | ``anthropic``       | ``api_key``        | ``base_url`` (optional)                                               |
 | ``openai_compatible`` | ``api_key`` (opt.) | ``base_url`` (required: Ollama, vLLM, LM Studio, a gateway)         |
+| ``scripted``        | none               | ``turns`` (required: the script, ``llm/scripted.py``), offline, free  |
 
 and, for every provider: ``order`` (or ``priority``; lower is tried first: primary, secondary, tertiary),
 ``models`` (the model names it offers; the first is the one it serves when an alias does not name one for it;
@@ -44,9 +45,10 @@ from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 from virtuousai.llm.aliases import ModelSelection
 from virtuousai.llm.chain import DEFAULT_ATTEMPT_TIMEOUT_S, ChainMember, ModelChain
 from virtuousai.llm.prices import ModelPrice, connection_prices, pricing_for
+from virtuousai.llm.scripted import ScriptedModel, Turn
 from virtuousai.runtime.context import ResolvedConnection
 
-LLM_PROVIDERS = ("openai", "anthropic", "openai_compatible")
+LLM_PROVIDERS = ("openai", "anthropic", "openai_compatible", "scripted")
 DEFAULT_ORDER = 100
 # Local OpenAI-compatible servers usually ignore the key, but the SDK insists on one.
 KEYLESS_PLACEHOLDER = "not-needed"
@@ -70,6 +72,7 @@ class LLMConnection:
     timeout_s: float | None
     max_retries: int
     prices: Mapping[str, ModelPrice]
+    turns: tuple[Turn, ...] = ()  # the scripted provider's script
 
     @property
     def name(self) -> str:
@@ -101,6 +104,7 @@ def read_llm_connection(connection: ResolvedConnection) -> LLMConnection:
         prices = connection_prices(config)
     except ValueError as exc:
         raise LLMConfigError(f"{where}: {exc}") from exc
+    turns = _script(config, where) if connection.provider == "scripted" else ()
     # ``models``: the names this connection offers, the first is its default (the connections API's field).
     offered = config.get("models") or []
     model = config.get("model") or (offered[0] if isinstance(offered, list) and offered else None)
@@ -115,7 +119,21 @@ def read_llm_connection(connection: ResolvedConnection) -> LLMConnection:
         timeout_s=number("timeout_s", float, None),
         max_retries=number("max_retries", int, 0),
         prices=prices,
+        turns=turns,
     )
+
+
+def _script(config: Mapping[str, Any], where: str) -> tuple[Turn, ...]:
+    raw = config.get("turns")
+    if not isinstance(raw, list) or not raw:
+        raise LLMConfigError(f"{where}: config.turns must be a non-empty list of turns")
+    turns = []
+    for index, data in enumerate(raw):
+        try:
+            turns.append(Turn.from_data(data))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise LLMConfigError(f"{where}: config.turns.{index}: {exc}") from exc
+    return tuple(turns)
 
 
 def ordered(connections: Sequence[LLMConnection]) -> list[LLMConnection]:
@@ -148,6 +166,9 @@ async def close_shared_http_clients() -> None:
 def build_model(connection: LLMConnection, model_name: str, *, timeout_s: float, resources: AsyncExitStack) -> Model:
     """A pydantic-ai model for ``model_name`` on this connection, on the shared HTTP pool (``resources`` is the
     chain's, for anything a model must close)."""
+    if connection.provider == "scripted":
+        # Built afresh for each chain: it picks its turn from the conversation, so nothing is lost between calls.
+        return ScriptedModel(connection.turns, model_name=model_name)
     if connection.provider == "anthropic":
         anthropic_client = AsyncAnthropic(
             api_key=connection.api_key,
