@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from virtuousai.connections.models import ConnectionTestResult
+from virtuousai.connections.providers import ScriptedConfig
 from virtuousai.net import DestinationPolicy, safe_request
 from virtuousai.runtime.context import ResolvedConnection
 
@@ -134,9 +135,8 @@ async def _http_api(conn: ResolvedConnection, policy: DestinationPolicy) -> None
 
 
 async def _scripted(conn: ResolvedConnection, _: DestinationPolicy) -> None:
-    from virtuousai.llm.providers import read_llm_connection
-
-    read_llm_connection(conn)  # its turns make a script (checked again: the row may predate a rule)
+    # Offline: nothing to reach. Its turns must still make a script (checked again: the row may predate a rule).
+    ScriptedConfig.model_validate(conn.config)
 
 
 PROBES: dict[str, Probe] = {
