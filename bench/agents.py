@@ -165,6 +165,7 @@ class PydanticAiSide:
     and SDK client our model calls build, ``llm/providers.py``) or on ``FunctionModel``."""
 
     def __init__(self, base_url: str) -> None:
+        import openai
         from openai import AsyncOpenAI
         from pydantic_ai import Agent
         from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
@@ -172,11 +173,9 @@ class PydanticAiSide:
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
-        from virtuousai.llm.providers import shared_http_client
-
-        client = AsyncOpenAI(
-            api_key="sk-bench", base_url=base_url, max_retries=0, timeout=60, http_client=shared_http_client("openai")
-        )
+        # As ``llm/providers.py`` builds it, on an HTTP pool of the same kind (its own: the apps close theirs).
+        self.http = openai.DefaultAsyncHttpxClient()
+        client = AsyncOpenAI(api_key="sk-bench", base_url=base_url, max_retries=0, timeout=60, http_client=self.http)
         self.loopback = Agent(OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client)))
 
         def in_memory(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -398,8 +397,11 @@ PHASES = (
 )
 
 
-def breakdown(children: Sequence[tuple[str, float, float, float]], log: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Median ms of each phase of a tool step (``PHASES``) over the steps of one run, and the step's total."""
+def step_phases(
+    children: Sequence[tuple[str, float, float, float]], log: Sequence[dict[str, Any]]
+) -> dict[str, list[float]]:
+    """The ms of each phase of each tool step of one run (``PHASES``, then the whole step), from its ActionRuns and
+    the loopback server's log of its conversation."""
     from virtuousai.agents.kinds import MODEL_CALL_KIND
 
     models = [c for c in children if c[0] == MODEL_CALL_KIND]
@@ -424,7 +426,25 @@ def breakdown(children: Sequence[tuple[str, float, float, float]], log: Sequence
         for (name, _), value in zip(PHASES, values, strict=True):
             phases[name].append(value * 1000)
         phases["whole step"].append((following[1] - m_created) * 1000)
-    return {name: median([v for v in values if v == v]) for name, values in phases.items()}
+    return phases
+
+
+def merged(runs: Sequence[dict[str, list[float]]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for phases in runs:
+        for name, values in phases.items():
+            out.setdefault(name, []).extend(v for v in values if v == v)
+    return out
+
+
+def answer_to_next_request(log: Sequence[dict[str, Any]]) -> list[float]:
+    """Per conversation: ms from an answer written to the next request arriving (all of a side's work per step)."""
+    by_tag: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(log, key=lambda e: e["arrived"]):
+        by_tag.setdefault(entry["tag"], []).append(entry)
+    return [
+        (b["arrived"] - a["answered"]) * 1000 for entries in by_tag.values() for a, b in itertools.pairwise(entries)
+    ]
 
 
 # -- part 1 and 2: one run at a time -----------------------------------------------------------------------------
@@ -434,7 +454,8 @@ def breakdown(children: Sequence[tuple[str, float, float, float]], log: Sequence
 class LoopFigures:
     ours: dict[str, list[RunFigures]] = field(default_factory=dict)
     pydantic_ai: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (seconds, cpu seconds)
-    breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    breakdown: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    anchor_gap: list[float] = field(default_factory=list)  # pydantic-ai streamed: answer → next request, ms
 
 
 async def measure_loop(loopback: Loopback, tmp: Path) -> LoopFigures:
@@ -458,12 +479,14 @@ async def measure_loop(loopback: Loopback, tmp: Path) -> LoopFigures:
                 log = await loopback.log()
                 figures.ours.setdefault(side.database, []).append(result)
                 if round_no == ROUNDS - 1:
-                    figures.breakdown[side.database] = breakdown(await side.children(result.run_id), log)
-            for name, run_anchor in anchors.items():
+                    figures.breakdown[side.database] = step_phases(await side.children(result.run_id), log)
+            for n, (name, run_anchor) in enumerate(anchors.items()):
                 cpu_started = time.process_time()
-                seconds = await run_anchor(STEPS, f"anchor-{round_no}")
+                seconds = await run_anchor(STEPS, f"anchor{n}-{round_no}")
                 figures.pydantic_ai.setdefault(name, []).append((seconds, time.process_time() - cpu_started))
-            await loopback.log()
+                log = await loopback.log()
+                if round_no == ROUNDS - 1 and n == 0:
+                    figures.anchor_gap = answer_to_next_request(log)
     return figures
 
 
@@ -500,8 +523,18 @@ def print_loop(figures: LoopFigures) -> None:
     databases = list(figures.breakdown)
     print(f"{'phase':<30} {'measured as':<44} " + " ".join(f"{d:>9}" for d in databases))
     for name, how in (*PHASES, ("whole step", "model created → next model created")):
-        values = " ".join(f"{figures.breakdown[d][name]:>9.2f}" for d in databases)
+        values = " ".join(f"{median(figures.breakdown[d][name]):>9.2f}" for d in databases)
         print(f"{name:<30} {how:<44} {values}")
+    tenth = max(1, STEPS // 5)
+    for label, part in (
+        (f"whole step, first {tenth}", slice(0, tenth)),
+        (f"whole step, last {tenth}", slice(-tenth, None)),
+    ):
+        values = " ".join(f"{median(figures.breakdown[d]['whole step'][part]):>9.2f}" for d in databases)
+        print(f"{label:<30} {'(the conversation grows)':<44} {values}")
+    print("pydantic-ai, streamed, on the same loopback: answer → next request (all its work in a step), median ms:")
+    gap = figures.anchor_gap
+    print(f"  all {median(gap):.2f}, first {tenth} {median(gap[:tenth]):.2f}, last {tenth} {median(gap[-tenth:]):.2f}")
     for label, pick in (
         ("statements per step", lambda r: r.statements / STEPS),
         ("commits per step", lambda r: r.commits / STEPS),
@@ -563,6 +596,7 @@ class ConcurrencyFigures:
     anchor_s: float
     anchor_steps: list[float]
     anchor_cpu: float
+    phases: dict[str, list[float]]
 
 
 async def measure_concurrency(loopback: Loopback, tmp: Path) -> ConcurrencyFigures:
@@ -604,8 +638,15 @@ async def measure_concurrency(loopback: Loopback, tmp: Path) -> ConcurrencyFigur
             )
             if failed:
                 raise RuntimeError(f"bench: {failed} of the concurrent agent runs did not complete")
-            ours_steps = [ms for steps in step_latencies(await loopback.log()).values() for ms in steps]
-    return ConcurrencyFigures(ours_s, ours_steps, ours_cpu, pg_cpu, anchor_s, anchor_steps, anchor_cpu)
+            log = await loopback.log()
+            ours_steps = [ms for steps in step_latencies(log).values() for ms in steps]
+            phases = merged(
+                [
+                    step_phases(await side.children(run_id), [e for e in log if e["tag"] == f"ours-{i}"])
+                    for i, run_id in enumerate(run_ids)
+                ]
+            )
+    return ConcurrencyFigures(ours_s, ours_steps, ours_cpu, pg_cpu, anchor_s, anchor_steps, anchor_cpu, phases)
 
 
 def print_concurrency(figures: ConcurrencyFigures) -> None:
@@ -629,6 +670,11 @@ def print_concurrency(figures: ConcurrencyFigures) -> None:
     p50 = percentile(figures.ours_steps, 0.5) - percentile(figures.anchor_steps, 0.5)
     p99 = percentile(figures.ours_steps, 0.99) - percentile(figures.anchor_steps, 0.99)
     print(f"step overhead under load (ours - pydantic-ai): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(f"where a step of ours goes under this load, ms over the {steps} steps:")
+    print(f"{'phase':<30} {'measured as':<44} {'p50':>9} {'p99':>9}")
+    for name, how in (*PHASES, ("whole step", "model created → next model created")):
+        values = figures.phases.get(name, [])
+        print(f"{name:<30} {how:<44} {percentile(values, 0.5):>9.2f} {percentile(values, 0.99):>9.2f}")
 
 
 # -- main ----------------------------------------------------------------------------------------------------------
