@@ -3,14 +3,20 @@ API, with the real SDK clients against the loopback server speaking the OpenAI a
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from tests.agents.conftest import CALL_COST, Agents
 from tests.agents.kinds_tools import read_effects
 from tests.llm.fake_providers import Turn
+from virtuousai.config import Settings
+from virtuousai.process import build_orchestrator
+from virtuousai.store.engine import make_engine, make_sessionmaker
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
@@ -141,3 +147,28 @@ async def test_runs_are_not_seen_across_organizations(agents: Agents, other_org)
     assert listed.json()["items"] == []
     response = await agents.client.post("/api/v1/agents/runs", headers=other, json={"agent": "private", "input": "x"})
     assert response.status_code == 404
+
+
+async def test_passes_of_three_processes_at_once_move_the_run_once(
+    agents: Agents, app: FastAPI, settings: Settings, effects: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two more processes' orchestrators advance the run at the same moments as the app's: a pass that loses the
+    race (on PostgreSQL, a unique key of the rows the winner wrote) reads the run again; nothing is logged as failed,
+    and every step is made once."""
+    await agents.llm([Turn(tool_calls=[("agent_lookup", {"q": "orders"})]), Turn(text="42.")])
+    await agents.spec("analyst")
+    started = await agents.start("analyst", "How many?")
+    others = [make_engine(settings.resolved_database_url) for _ in range(2)]
+    try:
+        orchestrators = [build_orchestrator(make_sessionmaker(e), app.state.registry, settings) for e in others]
+        with caplog.at_level(logging.WARNING):
+            for _ in range(5):
+                await asyncio.gather(*(o.advance(agents.org.org_id, started["id"]) for o in orchestrators))
+            run = await agents.wait(started["id"])
+    finally:
+        for engine in others:
+            await engine.dispose()
+    assert run["status"] == "COMPLETED", run
+    assert (run["tool_calls"], run["model_calls"]) == (1, 2)
+    assert [e["q"] for e in read_effects(effects)] == ["orders"]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("virtuousai.orchestration")] == []

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.errors import Conflict, NotFound
@@ -210,6 +211,7 @@ class Orchestrator:
     async def _advance_once(self, tenant_id: str, run_id: str) -> None:
         parent = self.parents[prefix_of(run_id)]
         tenant = TenantContext(tenant_id=tenant_id)
+        conflict: IntegrityError | None = None
         for _ in range(MAX_STALE_RETRIES):
             try:
                 async with transaction(self.sessions) as session:
@@ -220,8 +222,17 @@ class Orchestrator:
                     effects = await parent.apply(session, state, planned)
             except Stale:
                 continue  # another advance moved the run since we read it: read it again
+            except IntegrityError as error:
+                # Another process's pass from the same version committed the same new rows first (a step's or an
+                # event's unique key; on PostgreSQL the guarded write's inserts run even when its guard misses):
+                # the run moved, read it again. A conflict that is no race repeats, and is logged below.
+                conflict = error
+                continue
             self.kept.keep(run_id, parent.after(state, planned))
             await self.after_commit(tenant, effects)
+            return
+        if conflict is not None:
+            log.error("parent run %s: a write conflicted %d times", run_id, MAX_STALE_RETRIES, exc_info=conflict)
             return
         log.warning("parent run %s: still moving after %d tries; leaving it to the others", run_id, MAX_STALE_RETRIES)
 
