@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai import eventloop
 from virtuousai.cli.output import Words, exit_with
 from virtuousai.config import Settings
-from virtuousai.errors import NotFound, VaiError
+from virtuousai.errors import NotFound, ServiceUnavailable, VaiError
 from virtuousai.orgs.repository import AccessLookup
 from virtuousai.store.engine import make_engine, make_sessionmaker
 from virtuousai.store.tenant import TenantContext
@@ -28,11 +29,30 @@ class UnknownOrganization(NotFound):
         super().__init__(f"no organization {org}")
 
 
+class NotMigrated(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__(
+            "the database has no VirtuousAI tables yet: run `vai migrate` first (`make run` does), "
+            "with the same VAI_DATABASE_URL / VAI_DATA_DIR"
+        )
+
+
+def _missing_table(error: DBAPIError) -> bool:
+    text = str(error.orig)  # SQLite: "no such table: x"; PostgreSQL: 'relation "x" does not exist'
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
 @asynccontextmanager
 async def open_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions for one command. A database that was never migrated is one clear sentence, not a traceback: the
+    check costs nothing on the way that works (the command's first statement is the test)."""
     engine = make_engine(settings.resolved_database_url)
     try:
         yield make_sessionmaker(engine)
+    except DBAPIError as error:
+        if _missing_table(error):
+            raise NotMigrated() from error
+        raise
     finally:
         await engine.dispose()
 
