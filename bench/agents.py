@@ -59,9 +59,9 @@ import asyncpg
 import httpx
 
 from bench._cpu import POSTGRES_BACKENDS_SQL, cpu_seconds
+from bench._workers import REPO_ROOT, vai_workers
 
 ADMIN_URL = os.environ.get("VAI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = int(os.environ.get("VAI_BENCH_AGENT_STEPS", "50"))
 ROUNDS = int(os.environ.get("VAI_BENCH_AGENT_ROUNDS", "5"))
 DATABASES = [d.strip() for d in os.environ.get("VAI_BENCH_AGENT_DATABASES", "sqlite,postgres").split(",") if d]
@@ -560,31 +560,8 @@ async def worker_processes(url: str, data_dir: Path) -> AsyncIterator[list[int]]
         "VAI_LOG_LEVEL": "WARNING",
         "VAI_KIND_MODULES": TOOLS_MODULE,
     }
-    processes = []
-    try:
-        for _ in range(WORKERS):
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-c", "from virtuousai.cli.main import app; app()", "worker"),
-                    *("--concurrency", str(CONCURRENCY)),
-                    cwd=REPO_ROOT,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-            )
-        for process in processes:
-            assert process.stdout is not None
-            line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
-            if not line.startswith(b"worker ready"):
-                raise RuntimeError(f"bench: a worker did not start: {line!r}")
-        yield [process.pid for process in processes]
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.terminate()
-        for process in processes:
-            await process.wait()
+    async with vai_workers(env, WORKERS, CONCURRENCY) as pids:
+        yield pids
 
 
 @dataclass

@@ -45,9 +45,9 @@ from pathlib import Path
 import asyncpg
 
 from bench._cpu import POSTGRES_BACKENDS_SQL, cpu_seconds
+from bench._workers import REPO_ROOT, vai_workers
 
 ADMIN_URL = os.environ.get("VAI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FAN_OUT_ITEMS = 1000
 CHAIN_STEPS = int(os.environ.get("VAI_BENCH_CHAIN_STEPS", "200"))
 WORKERS = int(os.environ.get("VAI_BENCH_WORKERS", "2"))
@@ -79,31 +79,8 @@ async def workers(url: str, data_dir: Path) -> AsyncIterator[list[int]]:
     """``WORKERS`` ``vai worker`` processes (each with the automation engine's hook), ready to claim: their pids."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAI_") or k.startswith("VAI_ORCHESTRATION_")}
     env |= {"VAI_DATABASE_URL": url, "VAI_DATA_DIR": str(data_dir), "VAI_LOG_LEVEL": "WARNING"}
-    processes = []
-    try:
-        for _ in range(WORKERS):
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-c", "from virtuousai.cli.main import app; app()", "worker"),
-                    *("--concurrency", str(CONCURRENCY)),
-                    cwd=REPO_ROOT,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                )
-            )
-        for process in processes:
-            assert process.stdout is not None
-            line = await asyncio.wait_for(process.stdout.readline(), timeout=60)
-            if not line.startswith(b"worker ready"):
-                raise RuntimeError(f"a worker did not start: {line!r}")
-        yield [process.pid for process in processes]
-    finally:
-        for process in processes:
-            if process.returncode is None:
-                process.terminate()
-        for process in processes:
-            await process.wait()
+    async with vai_workers(env, WORKERS, CONCURRENCY) as pids:
+        yield pids
 
 
 @dataclass

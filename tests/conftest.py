@@ -144,6 +144,20 @@ def db_url(db_kind: str, db_templates: Templates, tmp_path: Path) -> Iterator[st
 
 
 @pytest.fixture
+def empty_db_url(db_kind: str, db_templates: Templates, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it (not even alembic_version)."""
+    if db_kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    if db_templates.pg_database is None:
+        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
+    name = f"vai_empty_{secrets.token_hex(6)}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    yield _pg_dsn(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=db_url, data_dir=tmp_path / "var")
 

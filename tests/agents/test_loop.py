@@ -85,6 +85,21 @@ def model_step(*calls: tuple[str, Any], text: str = "", status: StepStatus = Ste
     return Step("agstep_m", 0, StepKind.model, status, (), action_run_id="run_m", result=result)
 
 
+def tool_step(tool: str, args: dict[str, Any], status: StepStatus) -> Step:
+    """The tool call ``c0`` of ``model_step``'s answer, as its ActionRun ``run_t`` runs it."""
+    return Step(
+        "agstep_t",
+        1,
+        StepKind.tool,
+        status,
+        ("agstep_m",),
+        tool=tool,
+        tool_call_id="c0",
+        args=args,
+        action_run_id="run_t",
+    )
+
+
 def test_the_first_pass_starts_the_run_and_its_first_model_call() -> None:
     planned = plan(state(status=AgentRunStatus.PENDING, running_since=None))
     assert planned.moves == [AgentRunStatus.RUNNING]
@@ -135,17 +150,7 @@ def test_invalid_calls_get_retry_prompts_then_fail() -> None:
 
 
 def test_the_budget_is_checked_before_each_model_call() -> None:
-    done_tool = Step(
-        "agstep_t",
-        1,
-        StepKind.tool,
-        StepStatus.RUNNING,
-        ("agstep_m",),
-        tool="agent_lookup",
-        tool_call_id="c0",
-        args={"q": "a"},
-        action_run_id="run_t",
-    )
+    done_tool = tool_step("agent_lookup", {"q": "a"}, StepStatus.RUNNING)
     children = {"agstep_t": Child("COMPLETED", output={"answer": "x" * 100})}
     over = plan(
         state(
@@ -181,17 +186,7 @@ def test_the_timeout_counts_running_time_only() -> None:
         ]
         == "timeout"
     )
-    parked = Step(
-        "agstep_t",
-        1,
-        StepKind.tool,
-        StepStatus.AWAITING_APPROVAL,
-        ("agstep_m",),
-        tool="agent_send",
-        tool_call_id="c0",
-        args={"q": "x"},
-        action_run_id="run_t",
-    )
+    parked = tool_step("agent_send", {"q": "x"}, StepStatus.AWAITING_APPROVAL)
     parked_run = {
         "status": AgentRunStatus.AWAITING_APPROVAL,
         "steps": (model_step(("agent_send", {"q": "x"})), parked),

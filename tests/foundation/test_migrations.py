@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import pkgutil
-import secrets
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,7 +13,6 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import virtuousai
-from tests.conftest import Templates, _pg_admin, _pg_dsn
 from tests.foundation.helpers import assert_problem
 from virtuousai.orgs.service import authenticate, create_organization
 from virtuousai.store import migrate
@@ -29,20 +25,6 @@ def import_every_table_module() -> None:
     for module in pkgutil.walk_packages(virtuousai.__path__, "virtuousai."):
         if module.name.rsplit(".", 1)[-1] == "tables":
             importlib.import_module(module.name)
-
-
-@pytest.fixture
-def empty_db_url(db_kind: str, db_templates: Templates, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it (not even alembic_version)."""
-    if db_kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    if db_templates.pg_database is None:
-        pytest.skip("PostgreSQL unreachable")
-    name = f"vai_empty_{secrets.token_hex(6)}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    yield _pg_dsn(name)
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

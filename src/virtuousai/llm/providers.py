@@ -35,6 +35,7 @@ import anthropic
 import openai
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
+from pydantic import ValidationError
 from pydantic_ai.models import Model
 from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.openai import OpenAIChatModel
@@ -42,6 +43,7 @@ from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
+from virtuousai.connections.providers import ScriptedConfig
 from virtuousai.llm.aliases import ModelSelection
 from virtuousai.llm.chain import DEFAULT_ATTEMPT_TIMEOUT_S, ChainMember, ModelChain
 from virtuousai.llm.prices import ModelPrice, connection_prices, pricing_for
@@ -124,16 +126,14 @@ def read_llm_connection(connection: ResolvedConnection) -> LLMConnection:
 
 
 def _script(config: Mapping[str, Any], where: str) -> tuple[Turn, ...]:
-    raw = config.get("turns")
-    if not isinstance(raw, list) or not raw:
-        raise LLMConfigError(f"{where}: config.turns must be a non-empty list of turns")
-    turns = []
-    for index, data in enumerate(raw):
-        try:
-            turns.append(Turn.from_data(data))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise LLMConfigError(f"{where}: config.turns.{index}: {exc}") from exc
-    return tuple(turns)
+    """The scripted provider's turns, checked by the connection catalog's own model (a stored row may predate a
+    rule): the same errors as when the connection was created."""
+    try:
+        script = ScriptedConfig.model_validate(config)
+    except ValidationError as exc:
+        problems = "; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise LLMConfigError(f"{where}: {problems}") from exc
+    return tuple(Turn.from_data(turn.model_dump(exclude_none=True)) for turn in script.turns)
 
 
 def ordered(connections: Sequence[LLMConnection]) -> list[LLMConnection]:
