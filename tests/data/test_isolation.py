@@ -33,8 +33,10 @@ from virtuousai.data.kinds import SqlTransformInput, sql_transform
 from virtuousai.data.lake import TableRef, TenantLake
 from virtuousai.runtime.context import Cancelled
 
-# A native call DuckDB cannot interrupt: building one ~600 MB string takes seconds (~150 MB/s on this machine).
-LONG_NATIVE_CALL = "SELECT length(repeat('x', 600000000)) AS n"
+# A native call DuckDB cannot interrupt: one global regexp_replace over a 120 MB string (60 M matches), about 10 s
+# here and ~300 MB of memory. (A 600 MB `repeat` was used before: a machine with faster memory built it inside the
+# kill grace. DuckDB interrupts some long scalar calls, levenshtein for one, so not every slow function will do.)
+LONG_NATIVE_CALL = "SELECT length(regexp_replace(repeat('ab', 60000000), 'a', 'xy', 'g')) AS n"
 SPIN = "SELECT count(*) FROM range(100000000000) t(x) WHERE x % 7 = 3"
 
 
