@@ -7,13 +7,20 @@ do goes through this object, so the same kind runs the same way from the API, an
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.store.tenant import TenantContext
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Cancelled(Exception):
@@ -73,10 +80,46 @@ class ResolvedConnection:
     secrets: Mapping[str, Any] = field(repr=False)
 
 
+class SharedResources:
+    """Objects the kinds of one process share, made on first use and closed when the process's runtime stops.
+
+    The lake's query processes are the example: ``generate_query`` and flashboard tiles need a pool of them, and
+    starting one per run would cost more than the query. The runtime makes one ``SharedResources`` per process and
+    gives it to every ``ActionContext``; a kind asks for what it needs by key (usually its class), so the runtime
+    knows nothing of what is shared.
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[object, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: type[T], make: Callable[[], T]) -> T:
+        """The process's ``key`` object, made by ``make()`` the first time (threads of sync kinds included)."""
+        with self._lock:
+            if key not in self._objects:
+                self._objects[key] = make()
+            found: T = self._objects[key]
+            return found
+
+    def close(self) -> None:
+        """Close every object made (those with a ``close()``), newest first."""
+        with self._lock:
+            objects, self._objects = list(self._objects.values()), {}
+        for obj in reversed(objects):
+            close = getattr(obj, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing a shared %s failed", type(obj).__name__)
+
+
 ConnectionResolver = Callable[[str], Coroutine[Any, Any, ResolvedConnection]]
 # Gives a worker the resolver of one run's tenant (``connections/resolver.py::StoredConnections``).
 ConnectionResolverFactory = Callable[[TenantContext], ConnectionResolver]
 EventEmitter = Callable[[str, Mapping[str, Any]], Coroutine[Any, Any, None]]
+# Opens a database session (the runtime's sessionmaker): for kinds that write a primitive's own rows.
+SessionOpener = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
 
 async def no_connections(ref: str) -> ResolvedConnection:
@@ -96,8 +139,11 @@ class ActionContext:
     data_dir: Path = Path("./var")
     # Runtime knobs a kind may need (e.g. "http_allow_loopback" for tests' own servers). Never secrets.
     options: Mapping[str, Any] = field(default_factory=dict)
+    # What the kinds of this process share (one lake query engine, …): see ``SharedResources``.
+    shared: SharedResources = field(default_factory=SharedResources)
     _emit: EventEmitter = _discard_event
     _resolve: ConnectionResolver = no_connections
+    _sessions: SessionOpener | None = None
     _loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -122,6 +168,13 @@ class ActionContext:
     async def connection(self, ref: str) -> ResolvedConnection:
         """Resolve an id, ``slug:<slug>`` or ``provider:<provider>`` in this run's organization, decrypted."""
         return await self._resolve(ref)
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A database session, for the kinds that are a primitive's own writes (``create_flashboard``) or reads
+        (the descriptions ``explain_schema`` gives). Scope every statement to ``self.tenant``: the session is not."""
+        if self._sessions is None:
+            raise RuntimeError("no database sessions in this context")
+        return self._sessions()
 
     def connection_from_thread(self, ref: str) -> ResolvedConnection:
         if self._loop is None:

@@ -32,6 +32,7 @@ from virtuousai.runtime.context import (
     Cancelled,
     ConnectionResolver,
     ConnectionResolverFactory,
+    SharedResources,
     no_connections,
 )
 from virtuousai.runtime.kinds import ActionKind, KindRegistry, RetryPolicy, UnknownKind
@@ -95,8 +96,10 @@ class RunExecutor:
         owner: str,
         driver: RunQueueDriver,
         connections: ConnectionResolverFactory | None = None,
+        shared: SharedResources | None = None,
     ) -> None:
         self.sessions = sessions
+        self.shared = shared or SharedResources()
         self.registry = registry
         self.settings = settings
         self.owner = owner
@@ -136,8 +139,10 @@ class RunExecutor:
             cancel=control.cancel,
             data_dir=self.settings.data_dir,
             options={"http_allow_loopback": self.settings.http_allow_loopback},
+            shared=self.shared,
             _emit=self._emitter(control),
             _resolve=self._resolver(run.tenant_id),
+            _sessions=self.sessions,
             _loop=loop,
         )
         work = _start(kind, ctx, inputs)

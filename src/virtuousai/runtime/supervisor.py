@@ -14,7 +14,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from virtuousai.config import Settings
-from virtuousai.runtime.context import ConnectionResolverFactory
+from virtuousai.runtime.context import ConnectionResolverFactory, SharedResources
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.watchdog import LeaseWatchdog, WatchdogConfig
 from virtuousai.runtime.worker import Worker
@@ -40,6 +40,7 @@ class Runtime:
         self.driver = driver_for(engine)
         self.hub = hub_for(engine.url)
         self.registry = registry
+        self.shared = SharedResources()  # one per process: every worker's kinds share it
         self.workers = [
             Worker(
                 sessions=sessions,
@@ -49,6 +50,7 @@ class Runtime:
                 settings=settings,
                 concurrency=concurrency or settings.worker_concurrency,
                 connections=connections,
+                shared=self.shared,
             )
             for _ in range(workers)
         ]
@@ -76,6 +78,7 @@ class Runtime:
         self._listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._listener
+        self.shared.close()
 
     async def wait_stopped(self) -> None:
         await asyncio.gather(*self._tasks, return_exceptions=True)

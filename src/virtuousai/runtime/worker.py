@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from virtuousai.config import Settings
 from virtuousai.ids import new_id
-from virtuousai.runtime.context import ConnectionResolverFactory
+from virtuousai.runtime.context import ConnectionResolverFactory, SharedResources
 from virtuousai.runtime.executor import RunControl, RunExecutor
 from virtuousai.runtime.kinds import KindRegistry
 from virtuousai.runtime.queue import RunQueue
@@ -54,6 +54,7 @@ class Worker:
         settings: Settings,
         concurrency: int,
         connections: ConnectionResolverFactory | None = None,
+        shared: SharedResources | None = None,
         name: str | None = None,
     ) -> None:
         if concurrency < 1:
@@ -67,7 +68,7 @@ class Worker:
         self.claim_batch = max(1, min(settings.claim_batch_size, concurrency // 2))
         self.queue = RunQueue(sessions, driver)
         self.executor = RunExecutor(
-            sessions, registry, settings, owner=self.name, driver=driver, connections=connections
+            sessions, registry, settings, owner=self.name, driver=driver, connections=connections, shared=shared
         )
         self.hub = hub
         self.in_flight: dict[str, RunControl] = {}
