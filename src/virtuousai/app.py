@@ -90,8 +90,11 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         await services.start()
         # Keys verified a moment ago are forgotten when access changes, here or (on PostgreSQL) in any process.
         forget_on_access_change = services.runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
-        # Lake queries: their query processes start with the first query and are stopped here.
-        app.state.lake_engine = LakeQueryEngine.from_settings(settings)
+        # Lake queries: their query processes start with the first query and are stopped here. The engine is the
+        # process's one: the in-process workers' kinds (generate_query, flashboard tiles) share it.
+        app.state.lake_engine = services.runtime.shared.get(
+            LakeQueryEngine, lambda: LakeQueryEngine.from_settings(settings)
+        )
         try:
             yield
         finally:

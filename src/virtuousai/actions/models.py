@@ -28,6 +28,9 @@ class ActionRunCreate(BaseModel):
 
 
 class RunError(BaseModel):
+    """Why the run failed; a kind may add facts about it (``generate_query``: the SQL it tried, and where)."""
+
+    model_config = ConfigDict(extra="allow")
     type: str
     message: str
 

@@ -482,6 +482,10 @@ def _absorb_tool(planner: _Planner, step: Step, child: Child) -> None:
         # Approved (the tool may even have run already: this pass sees both).
         step = planner.set_step(step.id, StepStatus.RUNNING)
         planner.event("approval_decided", step_id=step.id, tool=step.tool, decision="approved")
+    # A tool that called a model itself (generate_query writing its SQL) says what that cost: the run pays it.
+    facts = (child.output if child.status == RunStatus.COMPLETED else child.error) or {}
+    if isinstance(facts.get("model_usage"), dict):
+        _add_usage(planner, facts["model_usage"])
     if child.status == RunStatus.COMPLETED:
         result = {"content": _bounded(child.output, planner.state.limits.result_max_chars)}
         planner.set_step(step.id, StepStatus.COMPLETED, result=result)

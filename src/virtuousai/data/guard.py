@@ -34,7 +34,7 @@ from virtuousai.data.errors import SqlRejected, UnknownTable
 from virtuousai.data.lake import LAYERS, NAME_PATTERN, TableRef
 from virtuousai.errors import FieldError
 
-__all__ = ["GuardedQuery", "SqlRejected", "UnknownTable", "guard_sql"]
+__all__ = ["DatabaseStatement", "GuardedQuery", "SqlRejected", "UnknownTable", "guard_database_sql", "guard_sql"]
 
 # sqlglot warns on every statement it falls back to parsing as a Command; the guard refuses those anyway.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -222,11 +222,12 @@ def _remembered_guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
     return _guard(sql, loc)  # an exception is not cached: a refused text is checked again next time
 
 
-def _guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
+def _one_query(sql: str, dialect: str, loc: tuple[str, ...]) -> exp.Expr:
+    """The one read-only query ``sql`` holds (``SELECT``, ``WITH … SELECT``, a set operation), parsed."""
     if len(sql) > MAX_SQL_LENGTH:
         raise _reject(f"the SQL is longer than {MAX_SQL_LENGTH} characters", loc)
     try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except SqlglotError as exc:
         raise _reject(f"the SQL could not be parsed: {str(exc).splitlines()[0]}", loc) from None
     if len(statements) != 1:
@@ -238,7 +239,11 @@ def _guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
         raise _reject(
             f"only a read-only query (SELECT, WITH … SELECT, UNION …) is allowed, not {_statement_name(root)}", loc
         )
+    return root
 
+
+def _guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
+    root = _one_query(sql, DIALECT, loc)
     cte_names = _cte_names(root, loc)
     tables: set[TableRef] = set()
     for node in root.walk():
@@ -293,3 +298,85 @@ def _table_reference(node: exp.Table, cte_names: frozenset[str], loc: tuple[str,
             type="unknown_table",
         )
     return TableRef(layer, dataset, table)
+
+
+# --- connected databases ---------------------------------------------------------------------------------------
+#
+# ``generate_query`` on a connected PostgreSQL or MySQL/MariaDB database: the same tree check in that database's
+# dialect, with its own deny-list. Table names are the database's (its grants decide what the connection's user
+# may read); the walls behind the guard are the database's: a READ ONLY transaction and a statement timeout
+# (``data/databases.py``).
+
+DATABASE_DIALECTS: dict[str, str] = {"postgres": "postgres", "mysql": "mysql"}  # provider -> sqlglot dialect
+
+# Functions that read the server's files, sleep or lock, signal other sessions, or change settings or sequences.
+DATABASE_FORBIDDEN_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        # PostgreSQL
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_file",
+        "lo_import",
+        "lo_export",
+        "lo_get",
+        "lo_put",
+        "lo_from_bytea",
+        "set_config",
+        "current_setting",
+        "nextval",
+        "setval",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_notify",
+        "query_to_xml",
+        "query_to_xml_and_xmlschema",
+        "cursor_to_xml",
+        "table_to_xml",
+        "database_to_xml",
+        "schema_to_xml",
+        # MySQL / MariaDB
+        "load_file",
+        "sleep",
+        "benchmark",
+        "get_lock",
+        "release_lock",
+        "release_all_locks",
+        "master_pos_wait",
+        "source_pos_wait",
+        "sys_exec",
+        "sys_eval",
+    }
+)
+DATABASE_FORBIDDEN_FUNCTION_PREFIXES: tuple[str, ...] = ("pg_sleep", "pg_advisory", "pg_try_advisory", "dblink", "lo_")
+
+
+@dataclass(frozen=True)
+class DatabaseStatement:
+    """A query the guard accepted for a connected database: the checked tree in its dialect."""
+
+    sql: str
+    dialect: str
+    loc: tuple[str, ...] = ("inputs", "sql")
+
+    def limited_sql(self, row_limit: int) -> str:
+        return f"SELECT * FROM ({self.sql}) AS vai_result LIMIT {int(row_limit)}"
+
+
+def guard_database_sql(sql: str, provider: str, *, loc: tuple[str, ...] = ("inputs", "sql")) -> DatabaseStatement:
+    """Accept one read-only query in the dialect of a ``postgres`` or ``mysql`` connection, or raise
+    ``SqlRejected`` naming what was refused."""
+    dialect = DATABASE_DIALECTS.get(provider)
+    if dialect is None:
+        raise _reject(f"generate_query runs on postgres or mysql connections, not {provider!r}", loc)
+    root = _one_query(sql, dialect, loc)
+    for node in root.walk():
+        if isinstance(node, (*FORBIDDEN_NODES, exp.Lock)):
+            raise _reject(f"{_statement_name(node)} is not allowed in a read-only query", loc)
+        if isinstance(node, exp.Func):
+            name = _function_name(node)
+            if name in DATABASE_FORBIDDEN_FUNCTIONS or name.startswith(DATABASE_FORBIDDEN_FUNCTION_PREFIXES):
+                raise _reject(f"function {name}() is not allowed: it reads files, waits, locks or changes state", loc)
+    return DatabaseStatement(sql=root.sql(dialect=dialect), dialect=dialect, loc=loc)

@@ -59,3 +59,19 @@ class QueryResponse(BaseModel):
     rows: list[list[Any]]
     truncated: bool = Field(description="True when the query had more rows than were returned.")
     elapsed_ms: float
+
+
+class TableDescriptionIn(BaseModel):
+    """What the organization writes about one lake table: the table, and any of its columns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(default="", max_length=4000, description="What the table holds, in a sentence or a few.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="{column: what it means}; every key must be a column of the table."
+    )
+
+
+class TableDescriptionPublic(TableDescriptionIn):
+    name: str = Field(description="The three-part SQL name: <layer>.<dataset>.<table>.")
+    updated_at: Timestamp | None = Field(description="None: nothing was written yet.")

@@ -7,10 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic_core import to_json
 
-from virtuousai.api.deps import PrincipalDep
+from virtuousai.api.deps import MemberDep, PrincipalDep, SessionDep
 from virtuousai.api.problems import problem_doc
+from virtuousai.data.descriptions import TableDescriptions
 from virtuousai.data.engine import LakeQueryEngine, QueryResult
-from virtuousai.data.models import DatasetCatalog, QueryRequest, QueryResponse
+from virtuousai.data.models import (
+    DatasetCatalog,
+    QueryRequest,
+    QueryResponse,
+    TableDescriptionIn,
+    TableDescriptionPublic,
+)
 from virtuousai.data.service import DataService
 
 router = APIRouter(tags=["data"])
@@ -68,6 +75,35 @@ async def preview_table(
 ) -> Response:
     """The first rows of a table; ``{table}`` is ``<dataset>.<table>``: ``/datasets/bronze/shop.orders/preview``."""
     return _response(await DataService(engine, principal.tenant).preview(layer, table, limit))
+
+
+@router.get("/datasets/{layer}/{table}/description", response_model=TableDescriptionPublic)
+async def get_table_description(
+    layer: str, table: str, principal: PrincipalDep, engine: LakeEngineDep, session: SessionDep
+) -> TableDescriptionPublic:
+    """What the organization wrote about a table and its columns (``explain_schema`` gives it to agents)."""
+    data = DataService(engine, principal.tenant)
+    return await TableDescriptions(session, principal.tenant).describe(
+        engine.lake(principal.tenant.tenant_id), data.table_ref(layer, table)
+    )
+
+
+@router.put("/datasets/{layer}/{table}/description", response_model=TableDescriptionPublic)
+async def put_table_description(
+    layer: str,
+    table: str,
+    body: TableDescriptionIn,
+    principal: MemberDep,
+    engine: LakeEngineDep,
+    session: SessionDep,
+) -> TableDescriptionPublic:
+    """Replace the description of a table (``{table}`` is ``<dataset>.<table>``) and of any of its columns."""
+    data = DataService(engine, principal.tenant)
+    described = await TableDescriptions(session, principal.tenant).put(
+        engine.lake(principal.tenant.tenant_id), data.table_ref(layer, table), body, user_id=principal.user.id
+    )
+    await session.commit()
+    return described
 
 
 @router.post("/query", response_model=QueryResponse, responses=_QUERY_RESPONSES)

@@ -38,6 +38,9 @@ class DataService:
         guarded: GuardedQuery = guard_sql(f"SELECT * FROM {ref}")
         return await self.engine.run_async(self.tenant.tenant_id, guarded, limit=limit)
 
+    def table_ref(self, layer: str, qualified_table: str) -> TableRef:
+        return self._table_ref(layer, qualified_table)
+
     @staticmethod
     def _table_ref(layer: str, qualified_table: str) -> TableRef:
         dataset, _, table = qualified_table.partition(".")

@@ -14,7 +14,7 @@ from virtuousai.crypto.kek import KeyProvider
 from virtuousai.llm.aliases import ModelAliasService, resolve
 from virtuousai.llm.chain import DEFAULT_ATTEMPT_TIMEOUT_S, ModelChain
 from virtuousai.llm.providers import LLM_PROVIDERS, build_chain
-from virtuousai.runtime.context import ResolvedConnection
+from virtuousai.runtime.context import ActionContext, ResolvedConnection
 from virtuousai.store.tenant import TenantContext
 
 
@@ -44,3 +44,19 @@ async def load_model_chain(
     selection = resolve(model, await ModelAliasService(session, tenant).effective())
     connections = await load_llm_connections(session, tenant, keys)
     return build_chain(connections, selection, attempt_timeout_s=attempt_timeout_s)
+
+
+async def model_chain_for_action(ctx: ActionContext, model: str) -> ModelChain:
+    """The organization's chain for ``model`` inside a running action (``generate_query`` asks ``fast``).
+
+    The aliases and the LLM connections' ids are read with the action's session; each connection is decrypted by the
+    action's own resolver, the one path by which a running action sees a secret.
+    """
+    async with ctx.session() as session:
+        tenant = ctx.tenant
+        selection = resolve(model, await ModelAliasService(session, tenant).effective())
+        repository = ConnectionRepository(session, tenant)
+        stmt = repository.base_query().where(Connection.provider.in_(LLM_PROVIDERS)).order_by(Connection.id)
+        ids = [row.id for row in cast(Sequence[Connection], (await session.scalars(stmt)).all())]
+    connections = [await ctx.connection(connection_id) for connection_id in ids]
+    return build_chain(connections, selection)
