@@ -16,6 +16,8 @@ from virtuousai.data.demo_data import add_orders, generate_shop_database
 from virtuousai.data.demo_etl import DEMO_ETL, demo_connections, shop_path, warehouse_path
 from virtuousai.data.engine import LakeQueryEngine, QueryLimits
 from virtuousai.runtime.context import ActionContext, ResolvedConnection
+from virtuousai.store import migrate
+from virtuousai.store.engine import make_engine, make_sessionmaker
 
 SMALL = {"customers": 300, "products": 60, "orders": 2_000}
 
@@ -108,4 +110,35 @@ async def test_the_demo_etl_runs_offline_end_to_end(tmp_path: Path) -> None:
     assert again["extract_orders"].rows["orders"] == 40
     with closing(LakeQueryEngine(data_dir / "lake", QueryLimits(threads=1))) as engine:
         (count,) = engine.query(ctx.tenant_id, "SELECT count(DISTINCT order_id) FROM silver.shop.orders_clean").rows[0]
-    assert count > 0
+        assert count > 0
+        await _explain_the_demo_lake(ctx, engine, data_dir)
+
+
+async def _explain_the_demo_lake(ctx: ActionContext, engine: LakeQueryEngine, data_dir: Path) -> None:
+    """explain_schema over the demo's three layers: every table, with facts that match the data."""
+    database = make_engine(f"sqlite+aiosqlite:///{data_dir / 'vai.db'}")
+    await migrate.upgrade(database)  # the descriptions are read from it (none written here)
+    ctx.shared.get(LakeQueryEngine, lambda: engine)
+    ctx._sessions = make_sessionmaker(database)
+    try:
+        kind = default_registry().get("explain_schema")
+        out = await kind.execute(ctx, kind.input_model.model_validate({}))
+    finally:
+        await database.dispose()
+    tables = {t.name: t for t in out.tables}
+    assert set(tables) == {
+        "bronze.shop.customers",
+        "bronze.shop.products",
+        "bronze.shop.orders",
+        "bronze.shop.order_items",
+        "silver.shop.orders_clean",
+        "gold.shop.daily_revenue",
+    }, set(tables)
+    assert (tables["bronze.shop.orders"].rows, out.truncated) == (2_040, False)
+    gold = {c.name: c for c in tables["gold.shop.daily_revenue"].columns}
+    assert set(gold) == {"order_date", "category", "orders", "units", "revenue"}
+    assert gold["revenue"].type.startswith("DECIMAL") and gold["revenue"].null_share == 0.0
+    assert 0 < (gold["category"].distinct or 0) <= SMALL["products"] and len(gold["category"].samples) == 3
+    orders = {c.name: c for c in tables["bronze.shop.orders"].columns}
+    assert orders["id"].distinct is not None and abs(orders["id"].distinct - 2_040) < 2_040 * 0.1  # approximate
+    assert 0 < (orders["customer_id"].null_share or 0) < 0.2  # the export's orders without a customer
