@@ -86,8 +86,8 @@ async def safe_request(
     default verification roots (tests with their own CA); verification itself is always on. The ``Host`` header is
     always the URL's. ``credential_headers`` names headers that carry credentials besides ``Authorization``,
     ``Cookie`` and ``Proxy-Authorization`` (a connection's ``X-Api-Key``): all of them are dropped when a redirect
-    leaves the first URL's origin. Raises ``BlockedDestination``, ``InvalidUrl``, ``TooManyRedirects``, ``UpstreamUnreachable``,
-    ``UpstreamTimeout`` or ``UpstreamProtocolError`` (all ``OutboundRequestError``).
+    leaves the first URL's origin. Raises ``BlockedDestination``, ``InvalidUrl``, ``TooManyRedirects``,
+    ``UpstreamUnreachable``, ``UpstreamTimeout`` or ``UpstreamProtocolError`` (all ``OutboundRequestError``).
     """
     policy = policy or DestinationPolicy()
     resolver = resolver or SystemResolver()

@@ -29,6 +29,7 @@ from virtuousai.runtime.kinds import RetryPolicy, action_kind
 TAVILY_PROVIDER = "tavily"
 TAVILY_BASE_URL = "https://api.tavily.com"
 SEARCH_TIMEOUT_S = 30.0
+SEARCH_MAX_TIMEOUT_S = 120.0  # TavilyConfig.timeout_s's limit
 SEARCH_MAX_BYTES = 1024 * 1024
 MAX_SEARCH_RESULTS = 20  # Tavily's own limit
 SNIPPET_MAX_CHARS = 2000
@@ -77,7 +78,7 @@ class WebSearchOutput(BaseModel):
     "web_search",
     risk="read",
     description="Searches the web with the Tavily API (a tavily connection): titles, URLs and snippets.",
-    timeout_s=SEARCH_TIMEOUT_S + 30,
+    timeout_s=SEARCH_MAX_TIMEOUT_S + 30,
     retry=RetryPolicy(max_attempts=3, backoff_s=1.0),
 )
 async def web_search(ctx: ActionContext, inputs: WebSearchInput) -> WebSearchOutput:
@@ -108,7 +109,7 @@ async def web_search(ctx: ActionContext, inputs: WebSearchInput) -> WebSearchOut
             str(base).rstrip("/") + "/search",
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             content=json.dumps(body).encode(),
-            timeout=SEARCH_TIMEOUT_S,
+            timeout=float(config.get("timeout_s", SEARCH_TIMEOUT_S)),
             max_bytes=SEARCH_MAX_BYTES,
             follow_redirects=False,
             policy=destination_policy(ctx),
