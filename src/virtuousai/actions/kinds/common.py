@@ -39,7 +39,10 @@ async def connection_of(ctx: ActionContext, ref: str, provider: str) -> Resolved
     try:
         connection = await ctx.connection(ref)
     except (NotFound, LookupError):
-        raise ToolFailed("connection_not_found", f"no connection {ref!r} in this organization") from None
+        message = f"no connection {ref!r} in this organization"
+        if ref.startswith("provider:"):
+            message += f" (it names the default {ref.removeprefix('provider:')!r} connection: one with is_default)"
+        raise ToolFailed("connection_not_found", message) from None
     if connection.provider != provider:
         message = f"connection {ref!r} is a {connection.provider!r} connection; this tool needs a {provider!r} one"
         raise ToolFailed("wrong_provider", message)
