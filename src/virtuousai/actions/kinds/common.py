@@ -41,7 +41,8 @@ async def connection_of(ctx: ActionContext, ref: str, provider: str) -> Resolved
     except (NotFound, LookupError):
         message = f"no connection {ref!r} in this organization"
         if ref.startswith("provider:"):
-            message += f" (it names the default {ref.removeprefix('provider:')!r} connection: one with is_default)"
+            provider_slug = ref.removeprefix("provider:")
+            message += f" ({ref} names the organization's default {provider_slug} connection: one with is_default)"
         raise ToolFailed("connection_not_found", message) from None
     if connection.provider != provider:
         message = f"connection {ref!r} is a {connection.provider!r} connection; this tool needs a {provider!r} one"
