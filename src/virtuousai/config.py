@@ -153,6 +153,12 @@ class Settings(BaseSettings):
     agent_tool_result_max_chars: int = Field(
         default=20_000, ge=100, description="A tool's output is cut to this many characters before the model sees it."
     )
+    fetch_page_max_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="fetch_page reads at most this many bytes of a page; a larger page is cut (and says so).",
+    )
     # The CLI. Its client commands (vai run, runs, query, connections) call a server over HTTP, local or remote.
     url: str = Field(default="http://127.0.0.1:8000", description="The server the CLI's client commands call.")
     api_key: SecretStr | None = Field(default=None, description="The API key the CLI's client commands send.")

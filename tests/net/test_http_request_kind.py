@@ -39,7 +39,12 @@ def test_http_request_is_a_registered_write_kind() -> None:
     assert {"method", "url", "headers", "body", "timeout_s", "follow_redirects"} <= set(
         KIND.input_schema()["properties"]
     )
-    assert {"status", "headers", "body", "truncated", "url", "elapsed_ms"} == set(KIND.output_schema()["properties"])
+    assert {"method", "url", "connection", "path", "headers", "body", "timeout_s", "follow_redirects"} <= set(
+        KIND.input_schema()["properties"]
+    )
+    assert {"status", "headers", "body", "truncated", "url", "elapsed_ms", "request"} == set(
+        KIND.output_schema()["properties"]
+    )
 
 
 async def test_sends_method_headers_json_body_and_the_idempotency_key(serve: ServerFactory) -> None:
@@ -51,14 +56,14 @@ async def test_sends_method_headers_json_body_and_the_idempotency_key(serve: Ser
         context(allow_loopback=True),
         method="POST",
         url=server.url("/items?debug=1"),
-        headers={"X-Api-Version": "2", "Authorization": "Bearer t"},
+        headers={"X-Api-Version": "2"},
         body={"name": "café", "tags": ["a", "b"]},
     )
 
     (received,) = server.requests
     assert (received.method, received.path) == ("POST", "/items?debug=1")
     assert received.headers["x-api-version"] == "2"
-    assert received.headers["authorization"] == "Bearer t"
+    assert "authorization" not in received.headers
     assert received.headers["content-type"] == "application/json"
     assert received.headers["idempotency-key"] == "run_01TESTHTTPREQUEST"
     assert json.loads(received.body) == {"name": "café", "tags": ["a", "b"]}
@@ -69,6 +74,13 @@ async def test_sends_method_headers_json_body_and_the_idempotency_key(serve: Ser
     assert output.truncated is False
     assert output.url == server.url("/items?debug=1")
     assert output.elapsed_ms > 0
+    # What was sent, as a replay repeats it: the names of the headers, never their values.
+    assert (output.request.method, output.request.url, output.request.connection) == (
+        "POST",
+        server.url("/items?debug=1"),
+        None,
+    )
+    assert {"x-api-version", "idempotency-key", "content-type"} <= set(output.request.header_names)
 
 
 async def test_a_text_body_and_an_explicit_idempotency_key_are_sent_as_given(serve: ServerFactory) -> None:
@@ -127,6 +139,14 @@ async def test_cancelling_the_run_abandons_the_request(serve: ServerFactory) -> 
         ({"url": "http://example.com/", "headers": {"X-Evil": "a\r\nInjected: 1"}}, "headers"),
         ({"url": "http://example.com/", "method": "TRACE"}, "method"),
         ({"url": "http://example.com/", "timeout_s": 0}, "timeout_s"),
+        # No credential in the inputs: a connection carries it (docs/http.md, "Credentials").
+        ({"url": "http://example.com/", "headers": {"Authorization": "Bearer t"}}, "headers"),
+        ({"url": "http://example.com/", "headers": {"Cookie": "sid=1"}}, "headers"),
+        ({"url": "http://example.com/", "headers": {"Proxy-Authorization": "Basic eA=="}}, "headers"),
+        ({"url": "http://example.com/", "headers": {"X-Api-Key": "k"}}, "headers"),
+        ({"url": "http://example.com/", "headers": {"X-Auth-Token": "k"}}, "headers"),
+        ({"url": "http://example.com/?api_key=k"}, "url"),
+        ({"url": "http://example.com/?access_token=k"}, "url"),
     ],
 )
 def test_invalid_inputs_are_refused_with_the_field_path(inputs: dict[str, object], field: str) -> None:

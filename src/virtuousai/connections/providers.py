@@ -177,7 +177,8 @@ class ScriptedConfig(LlmConfig):
 class TavilyConfig(StrictModel):
     base_url: AnyHttpUrl | None = Field(default=None, description="Default: the provider's public API.")
     search_depth: Literal["basic", "advanced"] = "basic"
-    max_results: int = Field(default=5, ge=1, le=50)
+    max_results: int = Field(default=5, ge=1, le=20, description="web_search's default; Tavily returns at most 20.")
+    timeout_s: float = Field(default=30.0, gt=0, le=120, description="For one search, the whole exchange.")
 
 
 # --- the catalog ----------------------------------------------------------------------------------------------

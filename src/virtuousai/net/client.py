@@ -16,7 +16,7 @@ import asyncio
 import codecs
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -78,13 +78,16 @@ async def safe_request(
     policy: DestinationPolicy | None = None,
     resolver: Resolver | None = None,
     tls_context: ssl.SSLContext | None = None,
+    credential_headers: Collection[str] = (),
 ) -> SafeResponse:
     """Send one request (following redirects by hand) to a destination that ``policy`` allows.
 
     ``timeout`` bounds the whole exchange: resolution, every hop and reading the body. ``tls_context`` replaces the
     default verification roots (tests with their own CA); verification itself is always on. The ``Host`` header is
-    always the URL's. Raises ``BlockedDestination``, ``InvalidUrl``, ``TooManyRedirects``, ``UpstreamUnreachable``,
-    ``UpstreamTimeout`` or ``UpstreamProtocolError`` (all ``OutboundRequestError``).
+    always the URL's. ``credential_headers`` names headers that carry credentials besides ``Authorization``,
+    ``Cookie`` and ``Proxy-Authorization`` (a connection's ``X-Api-Key``): all of them are dropped when a redirect
+    leaves the first URL's origin. Raises ``BlockedDestination``, ``InvalidUrl``, ``TooManyRedirects``,
+    ``UpstreamUnreachable``, ``UpstreamTimeout`` or ``UpstreamProtocolError`` (all ``OutboundRequestError``).
     """
     policy = policy or DestinationPolicy()
     resolver = resolver or SystemResolver()
@@ -92,7 +95,13 @@ async def safe_request(
     try:
         async with asyncio.timeout(timeout):
             return await _exchange(
-                _Hop(method.upper(), parse_target_url(url), httpx.Headers(headers), content),
+                _Hop(
+                    method.upper(),
+                    parse_target_url(url),
+                    httpx.Headers(headers),
+                    content,
+                    frozenset(_CREDENTIAL_HEADERS) | {name.lower() for name in credential_headers},
+                ),
                 policy=policy,
                 resolver=resolver,
                 timeout=timeout,
@@ -112,6 +121,7 @@ class _Hop:
     url: httpx.URL
     headers: httpx.Headers
     content: bytes | None
+    credential_headers: frozenset[str]  # lower-case names, dropped when the origin changes
 
 
 async def _exchange(
@@ -234,9 +244,9 @@ def _redirected(hop: _Hop, status_code: int, location: str) -> _Hop:
         for name in ("content-type", "content-length", "transfer-encoding"):
             headers.pop(name, None)
     if _origin(next_url) != _origin(hop.url):
-        for name in _CREDENTIAL_HEADERS:
+        for name in hop.credential_headers:
             headers.pop(name, None)
-    return _Hop(method, next_url, headers, content)
+    return _Hop(method, next_url, headers, content, hop.credential_headers)
 
 
 def _origin(url: httpx.URL) -> tuple[str, bytes, int | None]:

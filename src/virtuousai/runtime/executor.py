@@ -138,7 +138,10 @@ class RunExecutor:
             attempt=run.attempt,
             cancel=control.cancel,
             data_dir=self.settings.data_dir,
-            options={"http_allow_loopback": self.settings.http_allow_loopback},
+            options={
+                "http_allow_loopback": self.settings.http_allow_loopback,
+                "fetch_page_max_bytes": self.settings.fetch_page_max_bytes,
+            },
             shared=self.shared,
             _emit=self._emitter(control),
             _resolve=self._resolver(run.tenant_id),

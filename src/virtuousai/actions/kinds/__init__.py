@@ -1,5 +1,5 @@
 """Built-in action kinds. Importing this package registers them."""
 
-from virtuousai.actions.kinds import basic, http
+from virtuousai.actions.kinds import basic, http, research
 
-__all__ = ["basic", "http"]
+__all__ = ["basic", "http", "research"]
