@@ -14,7 +14,12 @@ from functools import cache
 from virtuousai.runtime.kinds import DECLARED, KindRegistry
 
 # Every module that declares kinds. Importing it registers them in ``DECLARED``.
-KIND_MODULES: tuple[str, ...] = ("virtuousai.actions.kinds", "virtuousai.data.kinds", "virtuousai.agents.kinds")
+KIND_MODULES: tuple[str, ...] = (
+    "virtuousai.actions.kinds",
+    "virtuousai.data.kinds",
+    "virtuousai.agents.kinds",
+    "virtuousai.flashboards.kinds",
+)
 
 
 @cache
