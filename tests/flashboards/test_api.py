@@ -36,7 +36,9 @@ async def test_a_flashboard_is_created_with_each_tiles_columns(client: httpx.Asy
 async def test_a_chart_field_that_is_no_column_is_a_422_naming_tile_and_field(
     client: httpx.AsyncClient, gold_org: OrgHandle
 ) -> None:
-    response = await client.post(API, headers=gold_org.headers, json=board(number_tile(), table_tile(), bar_tile("profit")))
+    response = await client.post(
+        API, headers=gold_org.headers, json=board(number_tile(), table_tile(), bar_tile("profit"))
+    )
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     (error,) = response.json()["errors"]
