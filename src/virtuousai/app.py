@@ -29,6 +29,7 @@ from virtuousai.config import Settings
 from virtuousai.connections.router import router as connections_router
 from virtuousai.data.engine import LakeQueryEngine
 from virtuousai.data.router import router as data_router
+from virtuousai.flashboards.router import router as flashboards_router
 from virtuousai.llm.router import router as models_router
 from virtuousai.orgs.verified_keys import VerifiedKeys
 from virtuousai.process import ProcessServices
@@ -65,6 +66,7 @@ def build_api_router() -> APIRouter:
     api.include_router(automations_router)
     api.include_router(automation_runs_router)
     api.include_router(data_router)
+    api.include_router(flashboards_router)
     api.include_router(agents_router)
     api.include_router(agent_runs_router)
     api.include_router(tools_router)

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     query_result_max_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Most bytes of JSON rows one lake query may return."
     )
+    flashboard_tile_row_cap: int = Field(
+        default=5_000,
+        ge=1,
+        description="Most rows one flashboard tile returns, renders and caches (docs/flashboards.md).",
+    )
     transform_row_cap: int = Field(default=50_000_000, ge=1, description="Most rows one sql_transform may write.")
     transform_timeout_s: float = Field(
         default=3600.0, gt=0, description="A sql_transform's query is stopped (its process killed) after this long."

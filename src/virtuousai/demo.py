@@ -53,11 +53,14 @@ async def ensure_demo_organization(sessions: async_sessionmaker[AsyncSession], s
 
 async def seed_demo_content(session: AsyncSession, tenant: TenantContext, settings: Settings) -> None:
     """The demo's agents (examples/agents) and its offline ETL: a generated shop database, the shop and warehouse
-    connections, and the `demo-shop-etl` automation. Each step skips what already exists."""
+    connections, and the `demo-shop-etl` automation; once that ETL has published its gold table, the "Demo shop"
+    flashboard over it (a start after the first ETL run creates it). Each step skips what already exists."""
     from virtuousai.agents.examples import load_example_agents
+    from virtuousai.flashboards.demo import seed_demo_flashboard
 
     await load_example_agents(session, tenant)
     await _seed_demo_etl(session, tenant, settings)
+    await seed_demo_flashboard(session, tenant, settings)
 
 
 async def _seed_demo_etl(session: AsyncSession, tenant: TenantContext, settings: Settings) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+# Every problem's ``type`` is this plus its slug (``urn:virtuousai:problem:not-found``).
+PROBLEM_TYPE_BASE = "urn:virtuousai:problem:"
+
 
 class VaiError(Exception):
     status: int = 500

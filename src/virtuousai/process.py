@@ -4,7 +4,8 @@
 - the ``Runtime``: ``workers`` workers, the watchdog, the wake-up listener;
 - the ``Orchestrator``, which advances parent runs as their child ActionRuns end, with each kind of parent run
   (automation runs, agent runs);
-- where this process executes runs (``workers`` > 0): the sweep of unfinished parent runs and the cron scheduler.
+- where this process executes runs (``workers`` > 0): the sweep of unfinished parent runs, the cron scheduler and
+  the flashboards' refresher (on the lake query engine the kinds share).
 
 ``vai serve`` builds it in the app's lifespan (``virtuousai/app.py``), ``vai worker`` around its worker.
 """
@@ -21,6 +22,8 @@ from virtuousai.automations.progress import AutomationRuns
 from virtuousai.automations.scheduler import CronScheduler, SchedulerConfig
 from virtuousai.config import Settings
 from virtuousai.connections.resolver import StoredConnections
+from virtuousai.data.engine import LakeQueryEngine
+from virtuousai.flashboards.refresh import FlashboardRefresher, RefresherConfig
 from virtuousai.llm.providers import close_shared_http_clients
 from virtuousai.orchestration.fast_path import FastPath
 from virtuousai.orchestration.orchestrator import KeptStates, Orchestrator, ParentRuns
@@ -69,8 +72,17 @@ class ProcessServices:
         self.scheduler = CronScheduler(
             sessions, self.orchestrator, SchedulerConfig(interval_s=settings.cron_interval_s)
         )
+        self.refresher = FlashboardRefresher(
+            sessions,
+            self.lake_engine,
+            RefresherConfig(interval_s=settings.cron_interval_s, tile_row_cap=settings.flashboard_tile_row_cap),
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+
+    def lake_engine(self) -> LakeQueryEngine:
+        """The lake query engine this process's kinds share (made on first use, closed with the runtime)."""
+        return self.runtime.shared.get(LakeQueryEngine, lambda: LakeQueryEngine.from_settings(self.settings))
 
     async def start(self) -> None:
         self.orchestrator.listen(self.runtime.hub)
@@ -80,6 +92,7 @@ class ProcessServices:
             self._tasks = [
                 asyncio.create_task(sweeps, name="orchestrator:sweep"),
                 asyncio.create_task(self.scheduler.run(self._stop), name="automations:cron"),
+                asyncio.create_task(self.refresher.run(self._stop), name="flashboards:refresh"),
             ]
 
     def request_stop(self) -> None:

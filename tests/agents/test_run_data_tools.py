@@ -24,7 +24,9 @@ def _script(seen: SeenRequest) -> Turn:
         Turn(tool_calls=[("generate_query", {"question": question, "sql": "SELECT amout FROM bronze.shop.orders"})]),
         Turn(
             text="I misspelled the column.",
-            tool_calls=[("generate_query", {"question": question, "sql": "SELECT sum(amount) FROM bronze.shop.orders"})],
+            tool_calls=[
+                ("generate_query", {"question": question, "sql": "SELECT sum(amount) FROM bronze.shop.orders"})
+            ],
         ),
         Turn(tool_calls=[("generate_query", {"question": "How many orders per status?"})]),
         Turn(text="Revenue is 42.0 over 2 paid and 1 open order."),

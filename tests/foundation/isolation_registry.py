@@ -156,5 +156,29 @@ async def seed_lake_table(ctx: SeedContext) -> ExtraPathValues:
     return {"/api/v1/datasets/{layer}": ["bronze"], "/api/v1/datasets/{layer}/{table}": [f"iso_{ctx.label}.orders"]}
 
 
+@seeder
+async def seed_flashboards(ctx: SeedContext) -> ExtraPathValues:
+    # A tile's SQL is checked against the organization's lake when it is saved: publish its table first.
+    from tests.data.conftest import publish_rows
+    from virtuousai.data.lake import TenantLake
+
+    lake = TenantLake(ctx.app.state.settings.lake_dir, ctx.org.org_id)
+    publish_rows(lake, f"gold.fb_{ctx.label}.sales", [{"day": "2026-12-01", "total": 9.5}])
+    tile = {
+        "title": f"isolation-{ctx.label}",
+        "sql": f"SELECT day, total FROM gold.fb_{ctx.label}.sales",
+        "chart": {"mark": "bar", "encoding": {"x": {"field": "day"}, "y": {"field": "total"}}},
+    }
+    board = await created(
+        await ctx.client.post(
+            "/api/v1/flashboards", headers=ctx.org.headers, json={"title": f"isolation-{ctx.label}", "tiles": [tile]}
+        )
+    )
+    await created(await ctx.client.post(f"/api/v1/flashboards/{board['id']}/refresh", headers=ctx.org.headers))
+    return {"/api/v1/flashboards/{flashboard_id}/tiles/{tile}": ["0"]}
+
+
+BODIES[("PUT", "/api/v1/flashboards/{flashboard_id}")] = lambda _values: {"title": "other", "tiles": []}
+
 # Each organization has its own policy for every kind in the shared catalog: B setting "echo" is B's own policy.
 GLOBAL_ROUTES["/api/v1/action-policy/{kind}"] = "kinds are a catalog shared by every organization"

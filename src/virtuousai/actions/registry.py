@@ -19,6 +19,7 @@ KIND_MODULES: tuple[str, ...] = (
     "virtuousai.data.kinds",
     "virtuousai.data.query_tools",
     "virtuousai.agents.kinds",
+    "virtuousai.flashboards.kinds",
 )
 
 

@@ -16,13 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from virtuousai.api.middleware import REQUEST_ID_STATE_KEY
-from virtuousai.errors import VaiError
+from virtuousai.errors import PROBLEM_TYPE_BASE, VaiError
 from virtuousai.logging import request_id_var
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_BASE = "urn:virtuousai:problem:"
+TYPE_BASE = PROBLEM_TYPE_BASE
 
 
 class FieldErrorModel(BaseModel):

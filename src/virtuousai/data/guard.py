@@ -173,7 +173,8 @@ class GuardedQuery:
 
     sql: str  # the checked tree, regenerated: what DuckDB runs (never the original text)
     tables: frozenset[TableRef]
-    loc: tuple[str, ...] = ("body", "sql")  # where errors about this SQL point (the API body or an action input)
+    # Where errors about this SQL point: the API body, an action input, a flashboard tile (["body", "tiles", 2, "sql"]).
+    loc: tuple[str | int, ...] = ("body", "sql")
 
     def limited_sql(self, row_limit: int) -> str:
         """The query wrapped so DuckDB stops after ``row_limit`` rows (its own ORDER BY is kept).
@@ -186,7 +187,7 @@ class GuardedQuery:
         return f"SELECT * FROM ({self.sql}) AS vai_result LIMIT {int(row_limit)}"
 
 
-def _reject(message: str, loc: tuple[str, ...]) -> SqlRejected:
+def _reject(message: str, loc: tuple[str | int, ...]) -> SqlRejected:
     return SqlRejected(message, errors=[FieldError(list(loc), message, "sql_rejected")])
 
 
@@ -210,7 +211,7 @@ def _statement_name(node: exp.Expr) -> str:
     return type(node).__name__.upper()
 
 
-def guard_sql(sql: str, *, loc: tuple[str, ...] = ("body", "sql")) -> GuardedQuery:
+def guard_sql(sql: str, *, loc: tuple[str | int, ...] = ("body", "sql")) -> GuardedQuery:
     """Accept one read-only query over lake tables, or raise ``SqlRejected`` naming what was refused."""
     if len(sql) <= GUARD_MEMO_MAX_LENGTH:
         return _remembered_guard(sql, loc)
@@ -218,11 +219,11 @@ def guard_sql(sql: str, *, loc: tuple[str, ...] = ("body", "sql")) -> GuardedQue
 
 
 @lru_cache(maxsize=GUARD_MEMO_SIZE)
-def _remembered_guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
+def _remembered_guard(sql: str, loc: tuple[str | int, ...]) -> GuardedQuery:
     return _guard(sql, loc)  # an exception is not cached: a refused text is checked again next time
 
 
-def _one_query(sql: str, dialect: str, loc: tuple[str, ...]) -> exp.Expr:
+def _one_query(sql: str, dialect: str, loc: tuple[str | int, ...]) -> exp.Expr:
     """The one read-only query ``sql`` holds (``SELECT``, ``WITH … SELECT``, a set operation), parsed."""
     if len(sql) > MAX_SQL_LENGTH:
         raise _reject(f"the SQL is longer than {MAX_SQL_LENGTH} characters", loc)
@@ -242,7 +243,7 @@ def _one_query(sql: str, dialect: str, loc: tuple[str, ...]) -> exp.Expr:
     return root
 
 
-def _guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
+def _guard(sql: str, loc: tuple[str | int, ...]) -> GuardedQuery:
     root = _one_query(sql, DIALECT, loc)
     cte_names = _cte_names(root, loc)
     tables: set[TableRef] = set()
@@ -260,7 +261,7 @@ def _guard(sql: str, loc: tuple[str, ...]) -> GuardedQuery:
     return GuardedQuery(sql=root.sql(dialect=DIALECT), tables=frozenset(tables), loc=loc)
 
 
-def _cte_names(root: exp.Expr, loc: tuple[str, ...]) -> frozenset[str]:
+def _cte_names(root: exp.Expr, loc: tuple[str | int, ...]) -> frozenset[str]:
     names = set()
     for cte in root.find_all(exp.CTE):
         name = cte.alias_or_name.lower()
@@ -270,7 +271,7 @@ def _cte_names(root: exp.Expr, loc: tuple[str, ...]) -> frozenset[str]:
     return frozenset(names)
 
 
-def _table_reference(node: exp.Table, cte_names: frozenset[str], loc: tuple[str, ...]) -> TableRef | None:
+def _table_reference(node: exp.Table, cte_names: frozenset[str], loc: tuple[str | int, ...]) -> TableRef | None:
     """The lake table a FROM/JOIN item names (None for CTEs and allowed table functions), or a rejection."""
     target = node.this
     if isinstance(target, exp.Func):

@@ -110,7 +110,7 @@ class Statement:
     tenant_id: str
     sql: str  # the guarded SQL, already wrapped in its row cap's LIMIT
     tables: frozenset[TableRef]
-    loc: tuple[str, ...]  # where errors about it point: ("body", "sql") or ("inputs", "sql")
+    loc: tuple[str | int, ...]  # where errors about it point: ("body", "sql"), ("inputs", "sql"), a tile's sql
     timeout_s: float  # interrupt it after this long (what is left of its deadline)
     limit_s: float  # the time limit to name in a timeout's message
 

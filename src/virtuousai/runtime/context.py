@@ -135,6 +135,9 @@ class ActionContext:
     run_id: str
     tenant: TenantContext
     attempt: int = 1
+    # The run whose child this is (an automation run ``arun_…``, an agent run ``agrun_…``; ``ids.prefix_of`` says
+    # which), for kinds that record who made what they make (``create_flashboard``: the agent run).
+    parent_run_id: str | None = None
     cancel: CancellationToken = field(default_factory=CancellationToken)
     data_dir: Path = Path("./var")
     # Runtime knobs a kind may need (e.g. "http_allow_loopback" for tests' own servers). Never secrets.

@@ -136,6 +136,7 @@ class RunExecutor:
             run_id=run.id,
             tenant=TenantContext(tenant_id=run.tenant_id),
             attempt=run.attempt,
+            parent_run_id=run.parent_run_id,
             cancel=control.cancel,
             data_dir=self.settings.data_dir,
             options={

@@ -1,0 +1,1 @@
+"""Flashboards: persistent dashboards of guarded lake queries and their charts (docs/flashboards.md)."""
