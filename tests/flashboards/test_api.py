@@ -137,3 +137,27 @@ async def test_charts_render_as_svg_and_png_from_the_rows(client: httpx.AsyncCli
         no_chart = await client.get(f"{url}/1/chart.{suffix}", headers=gold_org.headers)
         assert no_chart.status_code == 404 and no_chart.json()["type"].endswith("tile-has-no-chart")
     assert (await client.get(f"{url}/7/chart.svg", headers=gold_org.headers)).status_code == 404
+
+
+async def test_a_first_refresh_racing_another_replaces_its_cache_rather_than_failing(
+    client: httpx.AsyncClient, gold_org: OrgHandle, monkeypatch: Any
+) -> None:
+    from virtuousai.flashboards.repository import FlashboardCacheRepository
+
+    created = (await client.post(API, headers=gold_org.headers, json=board(number_tile()))).json()
+    url = f"{API}/{created['id']}"
+    assert (await client.post(f"{url}/refresh", headers=gold_org.headers)).status_code == 200  # the other refresh
+    looked = FlashboardCacheRepository.of_flashboard
+    seen: list[str] = []
+
+    async def saw_none_first(self: Any, flashboard_id: str) -> Any:
+        # This refresh looked before the other one committed: it saw no cache row, and inserts one.
+        seen.append(flashboard_id)
+        return None if len(seen) == 1 else await looked(self, flashboard_id)
+
+    monkeypatch.setattr(FlashboardCacheRepository, "of_flashboard", saw_none_first)
+    racing = await client.post(f"{url}/refresh", headers=gold_org.headers)
+    assert racing.status_code == 200, racing.text
+    assert len(seen) == 2  # the unique row was hit, and updated instead
+    cached = (await client.get(f"{url}/data?cached=true", headers=gold_org.headers)).json()
+    assert cached["source"] == "cache" and cached["refreshed_at"] == racing.json()["refreshed_at"]

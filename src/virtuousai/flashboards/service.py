@@ -24,6 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from croniter import croniter
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.data.engine import LakeQueryEngine
@@ -315,19 +316,25 @@ class FlashboardService:
     async def _store_cache(self, saved: Saved, tiles: Sequence[TileData]) -> datetime:
         now = utcnow()
         rows = [t.model_dump(mode="json") for t in tiles]
-        cache = await self.caches.of_flashboard(saved.flashboard.id)
+        flashboard_id, version = saved.flashboard.id, saved.version.version  # read now: a rollback expires them
+        cache = await self.caches.of_flashboard(flashboard_id)
         if cache is None:
             self.caches.add(
                 FlashboardCache(
-                    id=new_id("fbc"),
-                    flashboard_id=saved.flashboard.id,
-                    version=saved.version.version,
-                    tiles=rows,
-                    refreshed_at=now,
+                    id=new_id("fbc"), flashboard_id=flashboard_id, version=version, tiles=rows, refreshed_at=now
                 )
             )
-        else:
-            cache.version, cache.tiles, cache.refreshed_at = saved.version.version, rows, now
+            try:
+                await self.session.commit()
+                return now
+            except IntegrityError:
+                # Another refresh made the flashboard's first cache row since we looked: both ran the tiles just
+                # now, so this one's rows replace it (the last refresh wins, as for any later refresh).
+                await self.session.rollback()
+                cache = await self.caches.of_flashboard(flashboard_id)
+                if cache is None:
+                    raise
+        cache.version, cache.tiles, cache.refreshed_at = version, rows, now
         await self.session.commit()
         return now
 
