@@ -27,7 +27,6 @@ from virtuousai.automations.router import runs_router as automation_runs_router
 from virtuousai.automations.router import templates_router as template_instantiation_router
 from virtuousai.config import Settings
 from virtuousai.connections.router import router as connections_router
-from virtuousai.data.engine import LakeQueryEngine
 from virtuousai.data.router import router as data_router
 from virtuousai.flashboards.router import router as flashboards_router
 from virtuousai.llm.router import router as models_router
@@ -94,9 +93,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 0) -> FastAPI
         forget_on_access_change = services.runtime.hub.subscribe(app.state.verified_keys.on_wakeup)
         # Lake queries: their query processes start with the first query and are stopped here. The engine is the
         # process's one: the in-process workers' kinds (generate_query, flashboard tiles) share it.
-        app.state.lake_engine = services.runtime.shared.get(
-            LakeQueryEngine, lambda: LakeQueryEngine.from_settings(settings)
-        )
+        app.state.lake_engine = services.lake_engine()
         try:
             yield
         finally:

@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.data.lake import TableRef, TenantLake
 from virtuousai.data.models import TableDescriptionIn, TableDescriptionPublic
 from virtuousai.data.tables import TableDescription
 from virtuousai.errors import FieldError, NotFound, ValidationFailed
 from virtuousai.ids import new_id
-from virtuousai.store.tenant import TenantContext, TenantRepository
+from virtuousai.store.tenant import TenantRepository
 from virtuousai.timeutil import utcnow
 
 MAX_COLUMN_DESCRIPTION = 2000
@@ -68,12 +67,6 @@ class TableDescriptions(TenantRepository[TableDescription]):
         row.updated_at, row.updated_by = utcnow(), user_id
         await self.session.flush()
         return _public(ref, row)
-
-
-async def descriptions_of(
-    session: AsyncSession, tenant: TenantContext, names: Iterable[str]
-) -> dict[str, TableDescription]:
-    return await TableDescriptions(session, tenant).of(names)
 
 
 def _public(ref: TableRef, row: TableDescription | None) -> TableDescriptionPublic:

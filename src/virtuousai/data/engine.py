@@ -40,6 +40,7 @@ from virtuousai.data.locked import (
 
 if TYPE_CHECKING:
     from virtuousai.config import Settings
+    from virtuousai.runtime.context import ActionContext
 
 __all__ = [
     "ARROW_JSON_TYPES",
@@ -172,6 +173,20 @@ class LakeQueryEngine:
         row_limit = min(limit or self.limits.row_cap, self.limits.row_cap)
         request = {**self._statement(tenant_id, guarded, row_limit + 1), "op": "rows", "row_limit": row_limit}
         return request, deadline
+
+
+def shared_lake_engine(ctx: ActionContext) -> LakeQueryEngine:
+    """The process's one lake engine, as a running kind gets it (``generate_query``, ``explain_schema``,
+    ``create_flashboard``): the one the process made (``ProcessServices.lake_engine``: the API's, the refresher's),
+    else one over the runtime's data directory with the settings' limits, made now and closed with the runtime."""
+    from virtuousai.config import get_settings
+
+    def make() -> LakeQueryEngine:
+        settings = get_settings()
+        limits = QueryLimits.from_settings(settings)
+        return LakeQueryEngine(ctx.data_dir / "lake", limits, processes=settings.query_processes)
+
+    return ctx.shared.get(LakeQueryEngine, make)
 
 
 def _result(header: dict[str, Any], body: bytes) -> QueryResult:

@@ -184,7 +184,12 @@ class GuardedQuery:
         ``sql`` is regenerated from the checked tree, with comments re-emitted as ``/* */`` blocks whose ``*/`` is
         escaped, so nothing in it can close the parenthesis. tests/data/test_guard.py checks both renderings match.
         """
-        return f"SELECT * FROM ({self.sql}) AS vai_result LIMIT {int(row_limit)}"
+        return _limited(self.sql, row_limit)
+
+
+def _limited(sql: str, row_limit: int) -> str:
+    """A checked query wrapped so the database stops after ``row_limit`` rows (its own ORDER BY is kept)."""
+    return f"SELECT * FROM ({sql}) AS vai_result LIMIT {int(row_limit)}"
 
 
 def _reject(message: str, loc: tuple[str | int, ...]) -> SqlRejected:
@@ -363,7 +368,7 @@ class DatabaseStatement:
     loc: tuple[str, ...] = ("inputs", "sql")
 
     def limited_sql(self, row_limit: int) -> str:
-        return f"SELECT * FROM ({self.sql}) AS vai_result LIMIT {int(row_limit)}"
+        return _limited(self.sql, row_limit)
 
 
 def guard_database_sql(sql: str, provider: str, *, loc: tuple[str, ...] = ("inputs", "sql")) -> DatabaseStatement:

@@ -21,10 +21,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic_ai.messages import ModelRequest, SystemPromptPart, TextPart, UserPromptPart
 
-from virtuousai.config import get_settings
 from virtuousai.data.databases import ConnectedDatabase
-from virtuousai.data.descriptions import descriptions_of
-from virtuousai.data.engine import LakeQueryEngine
+from virtuousai.data.descriptions import TableDescriptions
+from virtuousai.data.engine import LakeQueryEngine, shared_lake_engine
 from virtuousai.data.guard import DATABASE_DIALECTS, guard_sql
 from virtuousai.data.lake import Manifest, TableRef
 from virtuousai.errors import NotFound, VaiError, ValidationFailed
@@ -110,7 +109,7 @@ class ExplainSchemaOutput(BaseModel):
 async def explain_schema(ctx: ActionContext, inputs: ExplainSchemaInput) -> ExplainSchemaOutput:
     if inputs.connection is not None:
         connection = await _database_connection(ctx, inputs.connection)
-        timeout_s = _lake_engine(ctx).limits.timeout_s
+        timeout_s = shared_lake_engine(ctx).limits.timeout_s
         tables, truncated = await asyncio.to_thread(_database_facts, connection, inputs.tables, timeout_s, stats=True)
         return ExplainSchemaOutput(source=f"connection:{connection.id}", tables=tables, truncated=truncated)
     tables, truncated = await _lake_facts(ctx, inputs.tables, stats=True)
@@ -166,7 +165,7 @@ class QueryToolError(Exception):
     retry=RetryPolicy(max_attempts=2, backoff_s=1.0),
 )
 async def generate_query(ctx: ActionContext, inputs: GenerateQueryInput) -> GenerateQueryOutput:
-    limits = _lake_engine(ctx).limits  # the process's query limits, the lake's and a database's alike
+    limits = shared_lake_engine(ctx).limits  # the process's query limits, the lake's and a database's alike
     row_limit = min(inputs.limit or limits.row_cap, limits.row_cap)
     connection = None if inputs.connection is None else await _database_connection(ctx, inputs.connection)
     source = "lake" if connection is None else f"connection:{connection.id}"
@@ -183,7 +182,7 @@ async def generate_query(ctx: ActionContext, inputs: GenerateQueryInput) -> Gene
     try:
         if connection is None:
             guarded = guard_sql(sql, loc=("inputs", "sql"))
-            result = await _lake_engine(ctx).run_async(ctx.tenant_id, guarded, limit=row_limit)
+            result = await shared_lake_engine(ctx).run_async(ctx.tenant_id, guarded, limit=row_limit)
             ran, columns = guarded.sql, [ResultColumnOut(name=c.name, type=c.type) for c in result.columns]
             rows, truncated, elapsed_ms = result.rows, result.truncated, result.elapsed_ms
         else:
@@ -274,11 +273,6 @@ def _brief(table: TableFacts) -> dict[str, Any]:
 # --- the facts ----------------------------------------------------------------------------------------------
 
 
-def _lake_engine(ctx: ActionContext) -> LakeQueryEngine:
-    """The process's one lake engine (its query processes are shared by every run in the process)."""
-    return ctx.shared.get(LakeQueryEngine, lambda: LakeQueryEngine.from_settings(get_settings()))
-
-
 async def _database_connection(ctx: ActionContext, ref: str) -> ResolvedConnection:
     try:
         connection = await ctx.connection(ref)
@@ -292,7 +286,7 @@ async def _database_connection(ctx: ActionContext, ref: str) -> ResolvedConnecti
 
 
 async def _lake_facts(ctx: ActionContext, wanted: list[str] | None, *, stats: bool) -> tuple[list[TableFacts], bool]:
-    engine = _lake_engine(ctx)
+    engine = shared_lake_engine(ctx)
     lake = engine.lake(ctx.tenant_id)
     manifests = await asyncio.to_thread(lake.manifests)
     if wanted:
@@ -309,7 +303,7 @@ async def _lake_facts(ctx: ActionContext, wanted: list[str] | None, *, stats: bo
     truncated = len(chosen) > MAX_TABLES
     chosen = chosen[:MAX_TABLES]
     async with ctx.session() as session:
-        described = await descriptions_of(session, ctx.tenant, [str(m.ref) for m in chosen])
+        described = await TableDescriptions(session, ctx.tenant).of(str(m.ref) for m in chosen)
     facts = await asyncio.gather(*(_lake_table(ctx, engine, m, stats) for m in chosen))
     for table in facts:
         row = described.get(table.name)

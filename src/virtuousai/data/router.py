@@ -82,9 +82,8 @@ async def get_table_description(
     layer: str, table: str, principal: PrincipalDep, engine: LakeEngineDep, session: SessionDep
 ) -> TableDescriptionPublic:
     """What the organization wrote about a table and its columns (``explain_schema`` gives it to agents)."""
-    data = DataService(engine, principal.tenant)
     return await TableDescriptions(session, principal.tenant).describe(
-        engine.lake(principal.tenant.tenant_id), data.table_ref(layer, table)
+        engine.lake(principal.tenant.tenant_id), DataService.table_ref(layer, table)
     )
 
 
@@ -98,9 +97,8 @@ async def put_table_description(
     session: SessionDep,
 ) -> TableDescriptionPublic:
     """Replace the description of a table (``{table}`` is ``<dataset>.<table>``) and of any of its columns."""
-    data = DataService(engine, principal.tenant)
     described = await TableDescriptions(session, principal.tenant).put(
-        engine.lake(principal.tenant.tenant_id), data.table_ref(layer, table), body, user_id=principal.user.id
+        engine.lake(principal.tenant.tenant_id), DataService.table_ref(layer, table), body, user_id=principal.user.id
     )
     await session.commit()
     return described

@@ -31,18 +31,15 @@ class DataService:
 
     async def preview(self, layer: str, qualified_table: str, limit: int | None) -> QueryResult:
         """The first rows of ``<layer>/<dataset>.<table>``; a table this organization does not have is a 404."""
-        ref = self._table_ref(layer, qualified_table)
+        ref = self.table_ref(layer, qualified_table)
         lake = self.engine.lake(self.tenant.tenant_id)
         if await asyncio.to_thread(lake.manifest, ref) is None:
             raise NotFound(f"no table {str(ref)!r} in this organization's lake")
         guarded: GuardedQuery = guard_sql(f"SELECT * FROM {ref}")
         return await self.engine.run_async(self.tenant.tenant_id, guarded, limit=limit)
 
-    def table_ref(self, layer: str, qualified_table: str) -> TableRef:
-        return self._table_ref(layer, qualified_table)
-
     @staticmethod
-    def _table_ref(layer: str, qualified_table: str) -> TableRef:
+    def table_ref(layer: str, qualified_table: str) -> TableRef:
         dataset, _, table = qualified_table.partition(".")
         if layer not in LAYERS or not NAME_PATTERN.fullmatch(dataset) or not NAME_PATTERN.fullmatch(table):
             raise NotFound(f"no table {layer}.{qualified_table!s} in this organization's lake")

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from virtuousai.config import Settings, get_settings
-from virtuousai.data.engine import LakeQueryEngine, QueryLimits
+from virtuousai.config import get_settings
+from virtuousai.data.engine import shared_lake_engine
 from virtuousai.errors import FieldError, ValidationFailed
 from virtuousai.flashboards.models import MAX_TILES, FlashboardCreate, TileIn, TileOut
 from virtuousai.flashboards.service import FlashboardService, Saved
@@ -65,13 +65,6 @@ def flashboard_id_for(run_id: str) -> str:
     return "fb_" + run_id.partition("_")[2]
 
 
-def _engine(ctx: ActionContext, settings: Settings) -> LakeQueryEngine:
-    """The settings' engine over the lake of the runtime's data directory (``ctx.data_dir``, as the data kinds)."""
-    return LakeQueryEngine(
-        ctx.data_dir / "lake", QueryLimits.from_settings(settings), processes=settings.query_processes
-    )
-
-
 @action_kind(
     "create_flashboard",
     risk="write",
@@ -82,7 +75,7 @@ def _engine(ctx: ActionContext, settings: Settings) -> LakeQueryEngine:
 )
 async def create_flashboard(ctx: ActionContext, inputs: CreateFlashboardInput) -> CreateFlashboardOutput:
     settings = get_settings()
-    engine = ctx.shared.get(LakeQueryEngine, lambda: _engine(ctx, settings))
+    engine = shared_lake_engine(ctx)
     agent_run_id = agent_run_of(ctx)
     async with ctx.session() as session:
         service = FlashboardService(session, ctx.tenant, engine, tile_row_cap=settings.flashboard_tile_row_cap)
