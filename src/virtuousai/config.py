@@ -135,8 +135,9 @@ class Settings(BaseSettings):
     )
     orchestration_fast_path: bool = Field(
         default=True,
-        description="A chain's child finishes together with its parent's next pass and hands its slot to the next "
-        "child (docs/automations.md, 'Fast paths'); off only to measure without.",
+        description="A chain's child (an automation step, an agent run's model or tool call) finishes together with "
+        "its parent's next pass and hands its slot to the next child (docs/automations.md, 'Fast paths'); off only "
+        "to measure without.",
     )
     automation_max_fan_out: int = Field(
         default=50_000,

@@ -24,6 +24,7 @@ from virtuousai.llm.providers import LLM_PROVIDERS
 from virtuousai.orgs.tables import Organization
 from virtuousai.runtime.states import RunStatus
 from virtuousai.runtime.tables import ActionRun, ActionRunEvent
+from virtuousai.runtime.transition import Finish
 from virtuousai.store.drivers import Rows
 from virtuousai.store.pagination import PageRequest, PageResult
 from virtuousai.store.tenant import TenantRepository
@@ -228,12 +229,16 @@ class AgentRunRepository(TenantRepository[AgentRun]):
             for r in rows
         ]
 
-    async def children(self, steps: Sequence[Step]) -> dict[str, Child]:
-        """What the child of each open step is doing, by step id: its ActionRun's or its delegated run's."""
+    async def children(self, steps: Sequence[Step], finishing: Finish | None = None) -> dict[str, Child]:
+        """What the child of each open step is doing, by step id: its ActionRun's or its delegated run's.
+        ``finishing``, an ActionRun's outcome written by the same transaction, is taken as it will be, unread."""
         open_steps = [step for step in steps if not step.status.is_terminal]
         actions = {s.action_run_id: s.id for s in open_steps if s.action_run_id}
         agents = {s.child_run_id: s.id for s in open_steps if s.child_run_id}
         found: dict[str, Child] = {}
+        if finishing is not None and finishing.run.id in actions:
+            output = finishing.output if finishing.to is RunStatus.COMPLETED else None
+            found[actions.pop(finishing.run.id)] = Child(finishing.to.value, output=output, error=finishing.error)
         params = {"tenant_id": self.tenant_id}
         if actions:
             rows = (await self.session.execute(_ACTION_CHILDREN, params | {"ids": list(actions)})).tuples().all()

@@ -150,7 +150,9 @@ class AutomationRuns:
         # Only a RUNNING run's state is kept: a PENDING one waits on things outside it (a queued cron run).
         return after if after.run.status is AutomationRunStatus.RUNNING else None
 
-    def sole_child(self, kept: AutomationState) -> bool:
+    def sole_child(self, kept: AutomationState | None) -> bool:
+        if kept is None:
+            return False  # a fan-out's or a DAG's run may wait on many children: only its kept state can tell
         running = [step for step in kept.steps.values() if step.status is StepStatus.RUNNING]
         return len(running) == 1 and running[0].item_count is None and running[0].launched == 1
 

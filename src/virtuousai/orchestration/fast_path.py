@@ -3,10 +3,11 @@
 The general path of one chain step costs a transaction to record the finish, one for the parent's pass, one for a
 worker to claim the new child, and a wake-up between each. Here, when the worker that finishes a child runs in a
 process whose orchestrator advanced the child's parent last (its kept state) and the parent waits on that child
-alone, the worker's executor offers the finish to ``FastPath.finish``, which in one transaction
+alone — or, for a kind of parent whose runs mostly wait on one child at a time (an agent run), with no kept state
+here yet — the worker's executor offers the finish to ``FastPath.finish``, which in one transaction
 
-1. takes the parent's pass — the same ``load`` (one statement: the run row, no step rows: the kept state), ``plan``
-   and ``apply`` as ``Orchestrator.advance``, with the child's outcome as it is about to be written;
+1. takes the parent's pass — the same ``load`` (with a kept state, one statement: the run row, no step rows),
+   ``plan`` and ``apply`` as ``Orchestrator.advance``, with the child's outcome as it is about to be written;
 2. writes the finish (fenced by the worker's lease token, the child's RUNNING status and its event counter) in the
    same statement as the pass (guarded by the run's version): if either guard fails, nothing is written;
 3. creates the parent's next child, if the pass creates exactly one that needs no approval, RUNNING under the
@@ -14,8 +15,8 @@ alone, the worker's executor offers the finish to ``FastPath.finish``, which in 
    organization's count of running runs does not change).
 
 Anything it cannot be sure of steps aside before writing anything (another advance of the parent under way here,
-no kept state, more than one active child) or rolls back to the general path (the parent moved meanwhile): the
-finish is then recorded alone by the group commit, and its wake-up brings the general pass.
+``sole_child`` says no: no kept state, more than one active child) or rolls back to the general path (the parent
+moved meanwhile): the finish is then recorded alone by the group commit, and its wake-up brings the general pass.
 
 Measured on ``bench/automations.py`` (docs/automations.md, "Fast paths"): on this machine every statement costs
 about half a millisecond of system time, and a chain step here is 4 of them (BEGIN, one read, one write, COMMIT)
@@ -56,7 +57,6 @@ class FastPath:
             parent is None
             or finish.event_seq is None
             or parent_id in orchestrator.running
-            or kept is None
             or not parent.sole_child(kept)
         ):
             return None

@@ -121,8 +121,9 @@ class ParentRuns(Protocol):
         (writes, wake-up) go in the same statement, and a write of them that changes nothing is ``Stale`` too."""
         ...
 
-    def sole_child(self, kept: Any) -> bool:
-        """Whether, in a kept state, the run waits on exactly one child and nothing else (the fast path's case)."""
+    def sole_child(self, kept: Any | None) -> bool:
+        """Whether, in a kept state, the run waits on exactly one child and nothing else (the fast path's case);
+        with no kept state (None), whether to try the fast path anyway, reading the run whole."""
         ...
 
     def after(self, state: Any, plan: Any) -> Any | None:
