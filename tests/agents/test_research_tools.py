@@ -166,3 +166,37 @@ async def test_an_agent_searches_and_fetches_with_the_scripted_model(
     fetched = tool_returns(await model_messages(agents, run["id"], 2))[-1]
     assert fetched["content"].startswith('<tool_result tool="fetch_page"') and "twelve percent" in fetched["content"]
     assert fetched["content"].endswith("</tool_result>")
+
+
+@pytest.mark.parametrize(
+    ("allowed", "ran"),
+    [(["search"], True), (["provider:tavily"], True), ([], False), (["slug:other-search"], False)],
+)
+async def test_a_search_that_names_no_connection_is_checked_against_its_default(
+    agents: Agents, servers: list[RecordingServer], allowed: list[str], ran: bool
+) -> None:
+    """``web_search`` without a ``connection`` uses the default tavily connection: ``allowed_connections`` governs
+    that one as it would a named one (by slug, by ``provider:tavily``; an empty list allows none)."""
+    search = start(servers, tavily)
+    await connection(agents, "tavily", "search", {"base_url": search.url()}, {"api_key": "tvly-k"})
+    body = {"provider": "tavily", "name": "other", "slug": "other-search", "config": {"base_url": search.url()}}
+    await agents.call("POST", "/api/v1/connections", 201, json=body | {"secrets": {"api_key": "tvly-o"}})
+    await scripted(
+        agents, [{"tool_calls": [{"tool": "web_search", "args": {"query": "q3 revenue"}}]}, {"text": "Done."}]
+    )
+    await agents.spec("researcher", tools=("web_search",), permissions={"allowed_connections": allowed})
+    run = await agents.start("researcher", "How did Q3 go?", wait=20)
+
+    assert run["status"] == "COMPLETED", run
+    searched = (await agents.steps(run["id"]))[1]
+    if ran:
+        assert (searched["status"], searched["error"]) == ("COMPLETED", None)
+        assert [r.headers["authorization"] for r in search.requests] == ["Bearer tvly-k"]
+        return
+    assert (searched["status"], searched["error"]["type"], searched["action_run_id"]) == (
+        "REFUSED",
+        "not_allowed",
+        None,
+    )
+    assert "'provider:tavily' (its default, as the call named none)" in searched["error"]["message"]
+    assert search.requests == []  # no search was sent

@@ -96,6 +96,9 @@ async def test_permissions_refuse_a_call_before_it_runs(agents: Agents, effects:
             Turn(text="Done within my permissions."),
         ]
     )
+    for slug in ("analytics", "warehouse"):
+        body = {"provider": "http_api", "name": slug, "slug": slug, "config": {"base_url": f"https://{slug}.example"}}
+        await agents.call("POST", "/api/v1/connections", 201, json=body | {"secrets": {"token": "t"}})
     await agents.spec("scoped", permissions={"allowed_connections": ["analytics"]})
     run = await agents.wait((await agents.start("scoped"))["id"])
     assert run["status"] == "COMPLETED", run

@@ -139,6 +139,7 @@ class Tool:
     input_model: type[BaseModel] | None
     default_timeout_s: float = 300.0
     gated: bool = False  # a call waits for a human's approval (the organization's policy for its kind)
+    default_connection: str | None = None  # the connection a call uses when it names none (``provider:tavily``)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,35 @@ class SubAgent:
     version: int
     slug: str
     budget: Decimal | None
+
+
+@dataclass(frozen=True)
+class OrgConnection:
+    """One of the organization's connections, as ``permissions.allowed_connections`` names it."""
+
+    id: str
+    slug: str | None
+    provider: str
+    is_default: bool
+
+    def named_by(self, entry: str) -> bool:
+        """Whether an ``allowed_connections`` entry (an id, a slug, ``slug:<slug>``, ``provider:<provider>`` for
+        the provider's default) is this connection."""
+        if entry == self.id:
+            return True
+        if self.slug is not None and entry in (self.slug, f"slug:{self.slug}"):
+            return True
+        return self.is_default and entry == f"provider:{self.provider}"
+
+
+def connection_named(connections: Sequence[OrgConnection], ref: str) -> OrgConnection | None:
+    """The connection a call's reference resolves to, as the kind will resolve it (``connections/service.py``'s
+    ``parse_ref``: ``slug:<slug>``, ``provider:<provider>`` for its default, else an id), or None."""
+    if ref.startswith("slug:"):
+        return next((c for c in connections if c.slug == ref.removeprefix("slug:")), None)
+    if ref.startswith("provider:"):
+        return next((c for c in connections if c.is_default and c.provider == ref.removeprefix("provider:")), None)
+    return next((c for c in connections if c.id == ref), None)
 
 
 @dataclass(frozen=True)
@@ -173,6 +203,8 @@ class AgentState:
     limits: Limits
     now: datetime
     new_id: Callable[[str], str]
+    # The organization's connections, read only when the spec restricts them (``permissions.allowed_connections``).
+    connections: tuple[OrgConnection, ...] = ()
 
 
 # -- the plan ------------------------------------------------------------------------------------------------------
@@ -685,15 +717,16 @@ def _permission_refusal(state: AgentState, tool: Tool, args: Mapping[str, Any]) 
         and tool.kind not in permissions.allowed_actions
     ):
         return {"type": "not_allowed", "message": f"this agent may not run {tool.kind!r} (permissions.allowed_actions)"}
-    connection = args.get("connection")
     allowed = permissions.allowed_connections
-    if (
-        isinstance(connection, str)
-        and allowed is not None
-        and connection not in allowed
-        and (connection.removeprefix("slug:") not in allowed)
-    ):
-        message = f"this agent may not use connection {connection!r} (permissions.allowed_connections)"
+    # The connection the call will use: the one it names, else its kind's default (``web_search``: the default
+    # tavily connection) — a call that names none is checked too.
+    ref = args.get("connection", tool.default_connection)
+    if allowed is None or not isinstance(ref, str):
+        return None
+    target = connection_named(state.connections, ref)
+    if target is None or not any(target.named_by(entry) for entry in allowed):
+        named = "" if "connection" in args else " (its default, as the call named none)"
+        message = f"this agent may not use connection {ref!r}{named} (permissions.allowed_connections)"
         return {"type": "not_allowed", "message": message}
     return None
 

@@ -133,6 +133,7 @@ class AgentRuns:
             limits=self.limits,
             now=utcnow(),
             new_id=new_id,
+            connections=await runs.org_connections() if spec.permissions.allowed_connections is not None else (),
         )
         return Loaded(state, runs, overrides)
 
@@ -260,6 +261,8 @@ class AgentRuns:
             if name not in self.registry or self.registry.get(name).internal:
                 continue
             kind = self.registry.get(name)
+            connection_field = kind.input_model.model_fields.get("connection")
+            default_connection = connection_field.default if connection_field is not None else None
             tools[name] = Tool(
                 name,
                 kind.slug,
@@ -268,6 +271,7 @@ class AgentRuns:
                 kind.input_model,
                 default_timeout_s=kind.default_timeout_s,
                 gated=requires_approval(kind, overrides),
+                default_connection=default_connection if isinstance(default_connection, str) else None,
             )
         if len(self._tools) > SPEC_CACHE:
             self._tools.clear()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from virtuousai.agents.loop import OrgConnection
 from virtuousai.agents.repository import AgentSpecRepository
 from virtuousai.connections.service import register_reference_check
 from virtuousai.connections.tables import Connection
@@ -14,11 +15,8 @@ from virtuousai.store.tenant import TenantContext
 
 def names_connection(ref: str, connection: Connection) -> bool:
     """Whether a connection reference (id, ``slug:<slug>``, ``provider:<provider>``, or a bare slug) is this one."""
-    if ref == connection.id:
-        return True
-    if connection.slug is not None and ref in (connection.slug, f"slug:{connection.slug}"):
-        return True
-    return bool(connection.is_default) and ref == f"provider:{connection.provider}"
+    org_connection = OrgConnection(connection.id, connection.slug, connection.provider, bool(connection.is_default))
+    return org_connection.named_by(ref)
 
 
 async def agents_referencing(session: AsyncSession, tenant: TenantContext, connection: Connection) -> Sequence[str]:

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from virtuousai.agents.loop import Child, RunInfo, Step, SubAgent
+from virtuousai.agents.loop import Child, OrgConnection, RunInfo, Step, SubAgent
 from virtuousai.agents.states import AgentRunStatus, StepKind, StepStatus
 from virtuousai.agents.tables import (
     AgentRun,
@@ -104,6 +104,9 @@ _AGENT_CHILDREN = sa.select(
     AgentRun.cost_unknown,
     AgentRun.pending_approvals,
 ).where(AgentRun.tenant_id == sa.bindparam("tenant_id"), AgentRun.id.in_(sa.bindparam("ids", expanding=True)))
+_ORG_CONNECTIONS = sa.select(Connection.id, Connection.slug, Connection.provider, Connection.is_default).where(
+    Connection.tenant_id == sa.bindparam("tenant_id")
+)
 _LLM_CONNECTIONS = (
     sa.select(Connection.id)
     .where(Connection.tenant_id == sa.bindparam("tenant_id"), Connection.provider.in_(LLM_PROVIDERS))
@@ -292,6 +295,10 @@ class AgentRunRepository(TenantRepository[AgentRun]):
             budget = (permissions or {}).get("max_cost_per_run")
             found[slug] = SubAgent(spec_id, version_id, version, slug, None if budget is None else Decimal(str(budget)))
         return found
+
+    async def org_connections(self) -> tuple[OrgConnection, ...]:
+        rows = (await self.session.execute(_ORG_CONNECTIONS, {"tenant_id": self.tenant_id})).tuples().all()
+        return tuple(OrgConnection(str(i), s, str(p), bool(d)) for i, s, p, d in rows)
 
     async def llm_connections(self) -> list[str]:
         return list((await self.session.scalars(_LLM_CONNECTIONS, {"tenant_id": self.tenant_id})).all())
