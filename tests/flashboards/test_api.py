@@ -7,8 +7,10 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from tests.actions.conftest import key_with_role
 from tests.conftest import OrgHandle
 from tests.flashboards.conftest import GOLD, bar_tile, number_tile, publish_gold, table_tile
+from tests.foundation.helpers import assert_problem
 
 API = "/api/v1/flashboards"
 
@@ -89,6 +91,53 @@ async def test_each_update_is_a_new_version_and_the_same_content_is_none(
     assert (await client.get(url, headers=gold_org.headers)).json()["current_version"] == 2
     assert (await client.delete(url, headers=gold_org.headers)).status_code == 204
     assert (await client.get(url, headers=gold_org.headers)).status_code == 404
+
+
+async def test_a_viewer_reads_flashboards_but_every_write_is_a_403_that_changes_nothing(
+    app: FastAPI, client: httpx.AsyncClient, gold_org: OrgHandle
+) -> None:
+    created = await client.post(API, headers=gold_org.headers, json=board(bar_tile()))
+    assert created.status_code == 201, created.text
+    url = f"{API}/{created.json()['id']}"
+    viewer = await key_with_role(client, gold_org, "viewer")
+    writes = [
+        ("post", API, board(number_tile())),
+        ("put", "/api/v1/flashboards/{flashboard_id}", board(bar_tile(), number_tile())),
+        ("delete", "/api/v1/flashboards/{flashboard_id}", None),
+        ("post", "/api/v1/flashboards/{flashboard_id}/refresh", None),
+    ]
+    # Every write route the API documents is tried here (a new one must join this list).
+    documented = {
+        (method, path)
+        for path, operations in app.openapi()["paths"].items()
+        if path.startswith(API)
+        for method in operations
+        if method != "get"
+    }
+    assert documented == {(method, path) for method, path, _ in writes}
+
+    async def state() -> tuple[Any, ...]:
+        fetched = await client.get(url, headers=gold_org.headers)
+        versions = await client.get(f"{url}/versions", headers=gold_org.headers)
+        listed = await client.get(API, headers=gold_org.headers)
+        cached = await client.get(f"{url}/data?cached=true", headers=gold_org.headers)
+        assert fetched.status_code == versions.status_code == listed.status_code == cached.status_code == 200
+        # No refresh has cached rows: ``cached=true`` runs the tiles now ("live").
+        return fetched.json(), versions.json(), listed.json(), cached.json()["source"]
+
+    before = await state()
+    assert before[0]["current_version"] == 1 and [v["version"] for v in before[1]["items"]] == [1]
+    assert before[3] == "live"
+    for method, path, body in writes:
+        target = path.replace("{flashboard_id}", created.json()["id"])
+        response = await client.request(method.upper(), target, headers=viewer, json=body)
+        problem = assert_problem(response, 403, "forbidden")
+        assert "requires role member" in problem["detail"] and "viewer" in problem["detail"], (method, path)
+    assert await state() == before  # the same flashboard, version, versions and no cache: nothing was written
+
+    # Reads are a viewer's.
+    for read in (API, url, f"{url}/versions", f"{url}/data", f"{url}/tiles/0/chart.svg"):
+        assert (await client.get(read, headers=viewer)).status_code == 200, read
 
 
 async def test_data_runs_every_tile_and_reports_a_failing_tile_on_its_own(

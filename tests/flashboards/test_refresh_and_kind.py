@@ -4,7 +4,7 @@ as an agent run's child (its ActionContext's parent run)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,12 @@ from tests.helpers import eventually
 from tests.runtime.conftest import FAST
 from virtuousai.app import create_app
 from virtuousai.config import Settings
+from virtuousai.data.engine import shared_lake_engine
 from virtuousai.flashboards.kinds import CreateFlashboardInput, create_flashboard
 from virtuousai.flashboards.refresh import FlashboardRefresher, RefresherConfig
 from virtuousai.flashboards.repository import RefreshLookup
 from virtuousai.ids import AGENT_RUN_PREFIX, new_id
-from virtuousai.runtime.context import ActionContext
+from virtuousai.runtime.context import ActionContext, SharedResources
 from virtuousai.store.tenant import TenantContext
 from virtuousai.timeutil import utcnow
 
@@ -41,6 +42,15 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings, workers=1)
     async with app.router.lifespan_context(app):
         yield app
+
+
+@pytest.fixture
+def shared() -> Iterator[SharedResources]:
+    """What the kinds share in a context a test builds itself (the runtime's own is closed with the app): the lake
+    engine a kind makes in it is closed here, and its query processes stopped, rather than whenever it is collected."""
+    shared = SharedResources()
+    yield shared
+    shared.close()
 
 
 async def finished(client: httpx.AsyncClient, org: OrgHandle, run_id: str) -> dict[str, Any]:
@@ -118,7 +128,7 @@ async def test_create_flashboard_runs_as_an_action_run_after_approval(
 
 
 async def test_an_agent_runs_tool_call_records_the_agent_run(
-    app: FastAPI, client: httpx.AsyncClient, gold_org: OrgHandle
+    app: FastAPI, client: httpx.AsyncClient, gold_org: OrgHandle, shared: SharedResources
 ) -> None:
     agent_run_id = new_id(AGENT_RUN_PREFIX)
     run_id = new_id("run")
@@ -127,11 +137,13 @@ async def test_an_agent_runs_tool_call_records_the_agent_run(
         tenant=TenantContext(tenant_id=gold_org.org_id),
         parent_run_id=agent_run_id,
         data_dir=app.state.settings.data_dir,
+        shared=shared,
         _sessions=app.state.sessions,
     )
     inputs = CreateFlashboardInput(title="Agent's", tiles=[bar_tile()])  # type: ignore[list-item]
     output = await create_flashboard.execute(ctx, inputs)
     again = await create_flashboard.execute(ctx, inputs)  # a second attempt of the same run
+    assert shared_lake_engine(ctx).process_ids()  # the kind's tiles ran in the engine of ``shared`` (closed by it)
     assert again.flashboard_id == output.flashboard_id
     assert len((await client.get(API, headers=gold_org.headers)).json()["items"]) == 1
     saved = (await client.get(f"{API}/{output.flashboard_id}", headers=gold_org.headers)).json()
