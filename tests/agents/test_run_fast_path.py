@@ -8,6 +8,7 @@ with its ``worker``, where one the general path created is ``None → PENDING`` 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,29 @@ async def test_a_run_that_moved_while_a_tool_ran_is_read_again_and_makes_each_ca
         assert first == (None, "RUNNING")
     kinds = [e["event"] for e in await agents.events(run["id"]) if e["event"] != "narration"]
     assert kinds.count("note") == 1 and kinds.count("step_started") == kinds.count("step_completed") == 5
+
+
+async def test_a_decision_made_during_another_pass_answers_with_the_pass_it_asked_for(
+    agents: Agents, app: FastAPI, effects: Path
+) -> None:
+    """A fast path's pass of the run under way here (``Orchestrator.hold``, as a worker finishing a call takes it)
+    while a human approves: the approval's pass waits for it, runs next, and the answer shows what it did."""
+    await agents.llm([Turn(tool_calls=[("agent_send", {"to": "ops@example.com", "text": "Hi."})]), Turn(text="Sent.")])
+    await agents.spec("notifier", tools=("agent_send",))
+    run = await agents.start("notifier", "Tell ops.", wait=10)
+    assert run["status"] == "AWAITING_APPROVAL", run
+
+    orchestrator = app.state.orchestrator
+    held = orchestrator.hold(run["id"])
+    assert held is not None and orchestrator.hold(run["id"]) is None  # one advance of a run at a time here
+    approving = asyncio.create_task(agents.call("POST", f"/api/v1/agents/runs/{run['id']}/approve", json={}))
+    # The approval is written and asks for one more pass, which waits for the one under way ...
+    await eventually(lambda: orchestrator.running.get(run["id"]) is True, what="the approval to ask for its pass")
+    assert not approving.done()
+    await orchestrator.release(agents.org.org_id, run["id"], held)
+    # ... and the answer comes once that pass ran: the call is no longer waiting.
+    approved = await approving
+    assert approved["status"] in ("RUNNING", "COMPLETED") and approved["pending_approvals"] == []
+    done = await agents.wait(run["id"])
+    assert (done["status"], done["output"]) == ("COMPLETED", "Sent.")
+    assert [e["to"] for e in read_effects(effects)] == ["ops@example.com"]

@@ -53,14 +53,12 @@ class FastPath:
         parent_id = child.parent_run_id or ""
         parent = orchestrator.parents.get(prefix_of(parent_id))
         kept = orchestrator.kept.peek(parent_id)
-        if (
-            parent is None
-            or finish.event_seq is None
-            or parent_id in orchestrator.running
-            or not parent.sole_child(kept)
-        ):
+        if parent is None or finish.event_seq is None or not parent.sole_child(kept):
             return None
-        orchestrator.running[parent_id] = False  # wake-ups for the parent meanwhile ask for one more advance
+        # Wake-ups for the parent meanwhile ask for one more advance; a request's settle waits for both.
+        held = orchestrator.hold(parent_id)
+        if held is None:
+            return None  # another advance of the parent is under way here
         tenant = TenantContext(tenant_id=child.tenant_id)
         try:
             try:
@@ -74,9 +72,7 @@ class FastPath:
                 await orchestrator.after_commit(tenant, effects)
             return RecordedWithParent(recorded, next_run)
         finally:
-            asked_again = orchestrator.running.pop(parent_id)
-            if asked_again:
-                await orchestrator.advance(tenant.tenant_id, parent_id)
+            await orchestrator.release(tenant.tenant_id, parent_id, held)
 
     async def _together(
         self, finish: Finish, worker: str, tenant: TenantContext

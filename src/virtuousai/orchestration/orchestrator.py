@@ -18,7 +18,9 @@ of any process (at startup, then every ``sweep_interval_s``), and a guarded writ
 parent safe (one wins, the other reads again and finds what is left to do).
 
 Advances of one parent in this process never overlap: a request while one runs asks for one more after it, which
-sees every child that ended before it starts (a fan-out's items end in bursts: one pass reads them all).
+sees every child that ended before it starts (a fan-out's items end in bursts: one pass reads them all). The fast
+path's pass counts as one (``hold``/``release``), so a request's ``settle`` also waits for it and the pass it asked
+for.
 """
 
 from __future__ import annotations
@@ -200,6 +202,25 @@ class Orchestrator:
             del self.running[run_id]
             del self._settled[run_id]
             settled.set()
+
+    def hold(self, run_id: str) -> asyncio.Event | None:
+        """Mark an advance of the run under way here that is not ``advance``'s (the fast path's pass), as
+        ``advance`` marks its own: requests meanwhile ask for one more, ``settle`` waits. None if one already is."""
+        if run_id in self.running:
+            return None
+        self.running[run_id] = False
+        settled = self._settled[run_id] = asyncio.Event()
+        return settled
+
+    async def release(self, tenant_id: str, run_id: str, held: asyncio.Event) -> None:
+        """End what ``hold`` began: the one more advance asked for meanwhile runs first, then ``settle`` returns."""
+        asked_again = self.running.pop(run_id)
+        del self._settled[run_id]
+        try:
+            if asked_again:
+                await self.advance(tenant_id, run_id)
+        finally:
+            held.set()
 
     async def settle(self, tenant_id: str, run_id: str) -> None:
         """``advance``, and return only once no advance of the run is under way here: a request that changed the
