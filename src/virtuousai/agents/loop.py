@@ -52,6 +52,7 @@ from virtuousai.agents.kinds import MODEL_CALL_KIND
 from virtuousai.agents.spec import AgentSpecDocument
 from virtuousai.agents.states import AGENT_RUN, STEP, AgentRunStatus, StepKind, StepStatus
 from virtuousai.agents.tools import CALL_AGENT
+from virtuousai.connections.service import parse_ref
 from virtuousai.ids import AGENT_RUN_PREFIX
 from virtuousai.runtime.creation import RunRequest, inputs_hash
 from virtuousai.runtime.states import RunStatus
@@ -173,13 +174,17 @@ class OrgConnection:
 
 
 def connection_named(connections: Sequence[OrgConnection], ref: str) -> OrgConnection | None:
-    """The connection a call's reference resolves to, as the kind will resolve it (``connections/service.py``'s
-    ``parse_ref``: ``slug:<slug>``, ``provider:<provider>`` for its default, else an id), or None."""
-    if ref.startswith("slug:"):
-        return next((c for c in connections if c.slug == ref.removeprefix("slug:")), None)
-    if ref.startswith("provider:"):
-        return next((c for c in connections if c.is_default and c.provider == ref.removeprefix("provider:")), None)
-    return next((c for c in connections if c.id == ref), None)
+    """The connection a call's reference resolves to, as the kind will resolve it (``slug:<slug>``,
+    ``provider:<provider>`` for its default, else an id), or None."""
+    parsed = parse_ref(ref)
+    for connection in connections:
+        if parsed.by == "slug" and connection.slug == parsed.value:
+            return connection
+        if parsed.by == "provider" and connection.is_default and connection.provider == parsed.value:
+            return connection
+        if parsed.by == "id" and connection.id == parsed.value:
+            return connection
+    return None
 
 
 @dataclass(frozen=True)

@@ -184,11 +184,10 @@ class Orchestrator:
 
     async def advance(self, tenant_id: str, run_id: str) -> None:
         """Bring the run up to date with its children. Never raises for a run that cannot move (logged)."""
-        if run_id in self.running:
-            self.running[run_id] = True
+        held = self.hold(run_id)
+        if held is None:
+            self.running[run_id] = True  # one more, once the advance under way is done
             return
-        self.running[run_id] = False
-        settled = self._settled[run_id] = asyncio.Event()
         try:
             while True:
                 try:
@@ -199,23 +198,27 @@ class Orchestrator:
                     return
                 self.running[run_id] = False
         finally:
-            del self.running[run_id]
-            del self._settled[run_id]
-            settled.set()
+            self._unhold(run_id)
+            held.set()
 
     def hold(self, run_id: str) -> asyncio.Event | None:
-        """Mark an advance of the run under way here that is not ``advance``'s (the fast path's pass), as
-        ``advance`` marks its own: requests meanwhile ask for one more, ``settle`` waits. None if one already is."""
+        """Mark an advance of the run under way here (``advance``'s own, or the fast path's pass): requests
+        meanwhile ask for one more, ``settle`` waits for the event. None if one already is."""
         if run_id in self.running:
             return None
         self.running[run_id] = False
         settled = self._settled[run_id] = asyncio.Event()
         return settled
 
-    async def release(self, tenant_id: str, run_id: str, held: asyncio.Event) -> None:
-        """End what ``hold`` began: the one more advance asked for meanwhile runs first, then ``settle`` returns."""
-        asked_again = self.running.pop(run_id)
+    def _unhold(self, run_id: str) -> bool:
+        """Undo ``hold``; whether one more advance was asked for meanwhile."""
         del self._settled[run_id]
+        return self.running.pop(run_id)
+
+    async def release(self, tenant_id: str, run_id: str, held: asyncio.Event) -> None:
+        """End the fast path's ``hold``: the one more advance asked for meanwhile runs first, then ``settle``
+        returns."""
+        asked_again = self._unhold(run_id)
         try:
             if asked_again:
                 await self.advance(tenant_id, run_id)
