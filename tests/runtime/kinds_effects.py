@@ -129,6 +129,7 @@ async def _apply_effect(conn: Any, ctx: ActionContext) -> str:
 class EffectInput(BaseModel):
     work_s: float = Field(default=0.1, ge=0, le=30, description="Half before the effect, half after.")
     hold_first_attempt_s: float = Field(default=0, ge=0, le=30, description="Extra wait before attempt 1's effect.")
+    linger_first_attempt_s: float = Field(default=0, ge=0, le=30, description="Extra wait after attempt 1's effect.")
 
 
 class EffectOutput(BaseModel):
@@ -156,7 +157,8 @@ async def effect(ctx: ActionContext, inputs: EffectInput) -> EffectOutput:
     await ctx.cancel.sleep(inputs.work_s / 2 + hold)
     async with pool.acquire() as conn:
         outcome = await _apply_effect(conn, ctx)
-    await ctx.cancel.sleep(inputs.work_s / 2)
+    linger = inputs.linger_first_attempt_s if ctx.attempt == 1 else 0.0
+    await ctx.cancel.sleep(inputs.work_s / 2 + linger)
     return EffectOutput(effect=outcome, attempt=ctx.attempt, worker_pid=os.getpid())
 
 
@@ -186,7 +188,8 @@ def effect_blocking(ctx: ActionContext, inputs: EffectInput) -> EffectOutput:
     hold = inputs.hold_first_attempt_s if ctx.attempt == 1 else 0.0
     time.sleep(inputs.work_s / 2 + hold)  # never looks at ctx.cancel: a paused-then-resumed worker carries on
     outcome = asyncio.run(apply())
-    time.sleep(inputs.work_s / 2)
+    linger = inputs.linger_first_attempt_s if ctx.attempt == 1 else 0.0
+    time.sleep(inputs.work_s / 2 + linger)
     return EffectOutput(effect=outcome, attempt=ctx.attempt, worker_pid=os.getpid())
 
 

@@ -1,5 +1,5 @@
-"""Crash recovery with real processes (PostgreSQL): three ``vai worker`` subprocesses execute 1,000 runs while the
-test SIGKILLs one of them at random moments (and starts a replacement each time).
+"""Crash recovery with real processes (PostgreSQL): three ``vai worker`` subprocesses execute 1,000 runs or more
+while the test SIGKILLs one of them at random moments (and starts a replacement each time).
 
 What must hold afterwards:
 - every run is COMPLETED, with one terminal event, and its recorded output is its last attempt's;
@@ -11,8 +11,9 @@ What must hold afterwards:
 
 The runs are enqueued as the workers take them (never more than a few batches waiting), so a re-queued run does not
 wait behind a backlog and the time to its next start measures recovery, not queueing; the kills come at random
-points of that progress, one worker down at a time. The random seed is printed; set ``VAI_CRASH_SEED`` to replay
-a schedule (as far as the timing of processes allows).
+points of that progress, one worker down at a time, each a worker that holds a run lingering after its committed
+effect (so a duplicate is certain, not left to chance), and the work goes on until the last kill. The random seed
+is printed; set ``VAI_CRASH_SEED`` to replay a schedule (as far as the timing of processes allows).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ MAX_WAITING = 2 * BATCH  # runs are enqueued BATCH at a time, whenever fewer tha
 LEASE_S = 2.0
 POLL_S = 0.2
 BACKOFF_MAX_S = 0.2 * 1.2  # test_effect's RetryPolicy: backoff_max_s plus jitter
+# One run per batch waits this long after its effect on its first attempt, so that a kill can land there for sure.
+LINGER_S = 1.0
 # Scheduling noise on a small shared machine (two cores, several test suites at once).
 SLACK_S = 0.75
 
@@ -107,19 +110,16 @@ async def test_killed_workers_lose_no_run_and_commit_no_effect_twice(
         orphans: list[Orphan] = []
 
         async def kill_one() -> None:
-            # The worker holding the most runs right now (a random one among equals): a worker picked blindly may
-            # just have started, or be between batches, and a kill that orphans nothing tests nothing.
-            async with harness.sessions() as session:
-                holding = Counter(
-                    (
-                        await session.execute(
-                            sa.select(ActionRun.lease_owner).where(ActionRun.status == RunStatus.RUNNING)
-                        )
-                    ).scalars()
-                )
-                await session.rollback()
-            most = max(holding[w.name] for w in live)
-            victim = rng.choice([w for w in live if holding[w.name] == most])
+            # A worker holding a run that lingers after its committed effect (so its next attempt must meet that
+            # effect as a duplicate), the one holding the most runs among those, a random one among equals: a
+            # worker picked blindly may just have started, or be between batches, and a kill that orphans nothing
+            # tests nothing.
+            await eventually(lambda: lingering(harness), timeout=30, what="a run lingering after its effect")
+            holding = await running_by_worker(harness)
+            after_effect = await lingering(harness)
+            candidates = [w for w in live if after_effect[w.name]] or live
+            most = max(holding[w.name] for w in candidates)
+            victim = rng.choice([w for w in candidates if holding[w.name] == most])
             victim.kill()
             await victim.process.wait()
             killed_at = datetime.fromtimestamp(victim.killed_at or 0, UTC)
@@ -139,8 +139,10 @@ async def test_killed_workers_lose_no_run_and_commit_no_effect_twice(
             replacements.add(asyncio.create_task(replacement.wait_ready()))
 
         run_ids: list[str] = []
+        kills_done = 0
 
         async def killer() -> None:
+            nonlocal kills_done
             for progress in sorted(rng.uniform(0.1, 0.9) for _ in range(KILLS)):
                 wanted = progress * RUNS
                 await eventually(
@@ -149,16 +151,21 @@ async def test_killed_workers_lose_no_run_and_commit_no_effect_twice(
                 # One worker down at a time: the others must have room for the orphans when they come back.
                 await asyncio.gather(*replacements)
                 await kill_one()
+                kills_done += 1
 
         async def producer() -> None:
-            while len(run_ids) < RUNS:
+            # At least RUNS, and on until the last kill: a kill that comes after the work has run out (a
+            # replacement worker can take seconds to start) would orphan nothing.
+            while len(run_ids) < RUNS or kills_done < KILLS:
                 if await pending_count(harness) >= MAX_WAITING:
                     await asyncio.sleep(0.02)
                     continue
                 async with harness.sessions() as session:
                     service = ActionRunService(session, harness.tenant, harness.registry)
-                    for _ in range(BATCH):
+                    for i in range(BATCH):
                         inputs = {"work_s": round(rng.uniform(0.02, 0.2), 3)}
+                        if i == 0:
+                            inputs["linger_first_attempt_s"] = LINGER_S
                         created = await service.create(kind="test_effect", inputs=inputs, commit=False)
                         run_ids.append(created.run.id)
                     await session.commit()
@@ -166,15 +173,18 @@ async def test_killed_workers_lose_no_run_and_commit_no_effect_twice(
         await asyncio.gather(producer(), killer())
         await asyncio.gather(*replacements)
         statuses = await eventually(
-            lambda: all_finished(harness), timeout=LEASE_S * 3 + 30, interval=0.2, what="every run to finish"
+            lambda: all_finished(harness, len(run_ids)),
+            timeout=LEASE_S * 3 + 30,
+            interval=0.2,
+            what="every run to finish",
         )
-        assert statuses == {RunStatus.COMPLETED: RUNS}
+        assert statuses == {RunStatus.COMPLETED: len(run_ids)}
 
-        await check_effects(dsn, run_ids)
+        await check_effects(dsn, run_ids, orphans)
         await check_runs_and_events(harness, run_ids)
         recoveries = await recoveries_of(harness, orphans)
         print(
-            f"{len(orphans)} orphaned by {KILLS} kills; next start after the lease expired: "
+            f"{len(orphans)} of {len(run_ids)} runs orphaned by {KILLS} kills; next start after the lease expired: "
             f"median {statistics.median(r.since_expiry(r.restarted_at) for r in recoveries):.2f}s, "
             f"max {max(r.since_expiry(r.restarted_at) for r in recoveries):.2f}s; after the kill: "
             f"max {max(r.since_kill for r in recoveries):.2f}s (lease {LEASE_S}s)"
@@ -198,27 +208,69 @@ async def pending_count(harness: Harness) -> int:
     return int(count or 0)
 
 
-async def all_finished(harness: Harness) -> Counter[RunStatus] | None:
+async def all_finished(harness: Harness, runs: int) -> Counter[RunStatus] | None:
     async with harness.sessions() as session:
         rows = (await session.execute(sa.select(ActionRun.status, sa.func.count()).group_by(ActionRun.status))).all()
         await session.rollback()
     counts = Counter({status: n for status, n in rows})
     broken = {s: n for s, n in counts.items() if s in (RunStatus.FAILED, RunStatus.CANCELLED)}
     assert not broken, f"runs ended badly: {broken}"
-    return counts if counts[RunStatus.COMPLETED] == RUNS else None
+    return counts if counts[RunStatus.COMPLETED] == runs else None
 
 
-async def check_effects(dsn: str, run_ids: list[str]) -> None:
+# The external system's log of executions (tests/runtime/kinds_effects.py), beside our tables in the test database.
+effect_attempts = sa.table("test_effect_attempts", sa.column("run_id"), sa.column("attempt"), sa.column("outcome"))
+
+
+async def running_by_worker(harness: Harness) -> Counter[str]:
+    async with harness.sessions() as session:
+        owners = (
+            await session.scalars(sa.select(ActionRun.lease_owner).where(ActionRun.status == RunStatus.RUNNING))
+        ).all()
+        await session.rollback()
+    return Counter(owner for owner in owners if owner)
+
+
+async def lingering(harness: Harness) -> Counter[str]:
+    """Per worker, its RUNNING runs whose current attempt has already committed its effect."""
+    async with harness.sessions() as session:
+        rows = (
+            await session.execute(
+                sa.select(ActionRun.lease_owner, sa.func.count())
+                .join(
+                    effect_attempts,
+                    sa.and_(
+                        effect_attempts.c.run_id == ActionRun.id,
+                        effect_attempts.c.attempt == ActionRun.attempt,
+                        effect_attempts.c.outcome == "applied",
+                    ),
+                )
+                .where(ActionRun.status == RunStatus.RUNNING)
+                .group_by(ActionRun.lease_owner)
+            )
+        ).all()
+        await session.rollback()
+    return Counter({owner: n for owner, n in rows if owner})
+
+
+async def check_effects(dsn: str, run_ids: list[str], orphans: list[Orphan]) -> None:
     effects, attempts = await read_effects(dsn)
     # Each run's effect is committed once, under the run's own idempotency key …
     assert sorted(e.run_id for e in effects) == sorted(run_ids)
     assert all(e.idempotency_key == e.run_id for e in effects)
     applied = Counter(a.run_id for a in attempts if a.outcome == "applied")
-    assert set(applied.values()) == {1} and len(applied) == RUNS
+    assert set(applied.values()) == {1} and len(applied) == len(run_ids)
     # … although executions repeated, some of them after the effect was already committed.
     executions = Counter(a.run_id for a in attempts if a.outcome == "started")
-    assert sum(executions.values()) > RUNS
-    assert any(a.outcome == "duplicate" for a in attempts)
+    assert sum(executions.values()) > len(run_ids)
+    # A run orphaned after its effect was committed met that effect as a duplicate on a later attempt; every kill
+    # chose a worker holding such a run, so there is at least one.
+    applied_at = {(a.run_id, a.attempt) for a in attempts if a.outcome == "applied"}
+    after_effect = [o for o in orphans if (o.run_id, o.attempt) in applied_at]
+    assert after_effect
+    duplicates = {(a.run_id, a.attempt) for a in attempts if a.outcome == "duplicate"}
+    for orphan in after_effect:
+        assert any(run_id == orphan.run_id and attempt > orphan.attempt for run_id, attempt in duplicates), orphan
 
 
 async def check_runs_and_events(harness: Harness, run_ids: list[str]) -> None:
@@ -232,7 +284,7 @@ async def check_runs_and_events(harness: Harness, run_ids: list[str]) -> None:
             )
         ).all()
         await session.rollback()
-    assert len(runs) == RUNS
+    assert len(runs) == len(run_ids)
     # The output recorded is the last attempt's: no earlier attempt's late write got through.
     stale = [(run_id, attempt, output) for run_id, attempt, output in runs if output["attempt"] != attempt]
     assert not stale
