@@ -49,3 +49,19 @@ def test_each_entry_loads_the_command_its_help_describes(name: str) -> None:
     assert command.name == name
     documented = " ".join((command.help or "").split())
     assert documented.startswith(COMMANDS[name].help.rstrip(".")), (documented, COMMANDS[name].help)
+
+
+def test_a_worker_or_server_process_imports_no_model_sdk_until_a_chain_needs_one() -> None:
+    """The SDKs are ~2.2 s of a worker's ~5 s start here (llm/providers.py imports them when a chain is built)."""
+    loaded = imported_after("import virtuousai.process\nimport virtuousai.app")
+    assert not loaded & {"openai", "anthropic"}, sorted(loaded & {"openai", "anthropic"})
+    built = imported_after(
+        "import asyncio\n"
+        "from contextlib import AsyncExitStack\n"
+        "from virtuousai.llm.providers import LLMConnection, build_model\n"
+        "c = LLMConnection('c', None, 'openai', 1, None, 'k', None, None, 0, {})\n"
+        "async def main():\n"
+        "    build_model(c, 'gpt-4o', timeout_s=5, resources=AsyncExitStack())\n"
+        "asyncio.run(main())"
+    )
+    assert "openai" in built

@@ -20,6 +20,10 @@ SDK clients are created here (not by pydantic-ai's providers) so that the timeou
 one HTTP connection pool per SDK and event loop (``shared_http_client``): building an SDK client with its own pool
 costs ~125 ms on this machine (its TLS context), which an agent run would pay on every model call; with the shared
 pool it costs under a millisecond (measured, docs/agents.md). The pool outlives the chains; the process closes it.
+
+The SDKs are imported when a chain first needs one, not with this module: ``anthropic`` and ``openai`` (with
+pydantic-ai's models for them) take ~2.2 s to import here, which every worker and server start would pay, and
+every process that never calls a model (a worker running only extracts, the CLI) pays nothing.
 """
 
 from __future__ import annotations
@@ -29,19 +33,10 @@ import weakref
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import anthropic
-import openai
-from anthropic import AsyncAnthropic
-from openai import AsyncOpenAI
 from pydantic import ValidationError
 from pydantic_ai.models import Model
-from pydantic_ai.models.anthropic import AnthropicModel
-from pydantic_ai.models.openai import OpenAIChatModel
-from pydantic_ai.providers.anthropic import AnthropicProvider
-from pydantic_ai.providers.openai import OpenAIProvider
-from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
 from virtuousai.connections.providers import ScriptedConfig
 from virtuousai.llm.aliases import ModelSelection
@@ -49,6 +44,12 @@ from virtuousai.llm.chain import DEFAULT_ATTEMPT_TIMEOUT_S, ChainMember, ModelCh
 from virtuousai.llm.prices import ModelPrice, connection_prices, pricing_for
 from virtuousai.llm.scripted import ScriptedModel, Turn
 from virtuousai.runtime.context import ResolvedConnection
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
+
+    HttpPool: TypeAlias = openai.DefaultAsyncHttpxClient | anthropic.DefaultAsyncHttpxClient
 
 LLM_PROVIDERS = ("openai", "anthropic", "openai_compatible", "scripted")
 DEFAULT_ORDER = 100
@@ -142,7 +143,6 @@ def ordered(connections: Sequence[LLMConnection]) -> list[LLMConnection]:
 
 
 SDK = Literal["openai", "anthropic"]
-HttpPool = openai.DefaultAsyncHttpxClient | anthropic.DefaultAsyncHttpxClient
 _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[SDK, HttpPool]] = weakref.WeakKeyDictionary()
 
 
@@ -152,7 +152,14 @@ def shared_http_client(sdk: SDK) -> HttpPool:
     pools = _shared.setdefault(asyncio.get_running_loop(), {})
     client = pools.get(sdk)
     if client is None or client.is_closed:
-        client = anthropic.DefaultAsyncHttpxClient() if sdk == "anthropic" else openai.DefaultAsyncHttpxClient()
+        if sdk == "anthropic":
+            import anthropic
+
+            client = anthropic.DefaultAsyncHttpxClient()
+        else:
+            import openai
+
+            client = openai.DefaultAsyncHttpxClient()
         pools[sdk] = client
     return client
 
@@ -170,6 +177,10 @@ def build_model(connection: LLMConnection, model_name: str, *, timeout_s: float,
         # Built afresh for each chain: it picks its turn from the conversation, so nothing is lost between calls.
         return ScriptedModel(connection.turns, model_name=model_name)
     if connection.provider == "anthropic":
+        from anthropic import AsyncAnthropic
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
         anthropic_client = AsyncAnthropic(
             api_key=connection.api_key,
             base_url=connection.base_url,
@@ -178,6 +189,11 @@ def build_model(connection: LLMConnection, model_name: str, *, timeout_s: float,
             http_client=shared_http_client("anthropic"),
         )
         return AnthropicModel(model_name, provider=AnthropicProvider(anthropic_client=anthropic_client))
+    from openai import AsyncOpenAI
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+    from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
+
     openai_client = AsyncOpenAI(
         api_key=connection.api_key or KEYLESS_PLACEHOLDER,
         base_url=connection.base_url,
