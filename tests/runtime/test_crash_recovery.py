@@ -263,14 +263,20 @@ async def check_effects(dsn: str, run_ids: list[str], orphans: list[Orphan]) -> 
     # … although executions repeated, some of them after the effect was already committed.
     executions = Counter(a.run_id for a in attempts if a.outcome == "started")
     assert sum(executions.values()) > len(run_ids)
-    # A run orphaned after its effect was committed met that effect as a duplicate on a later attempt; every kill
-    # chose a worker holding such a run, so there is at least one.
+    # A run orphaned after its effect was committed met that effect as a duplicate when it ran again; every kill
+    # chose a worker holding such a run, so there is at least one. (An orphan may not run again: a kill that lands
+    # as its outcome's COMMIT reaches the server still lets that commit through.)
     applied_at = {(a.run_id, a.attempt) for a in attempts if a.outcome == "applied"}
-    after_effect = [o for o in orphans if (o.run_id, o.attempt) in applied_at]
-    assert after_effect
+    started_at = {(a.run_id, a.attempt) for a in attempts if a.outcome == "started"}
     duplicates = {(a.run_id, a.attempt) for a in attempts if a.outcome == "duplicate"}
-    for orphan in after_effect:
-        assert any(run_id == orphan.run_id and attempt > orphan.attempt for run_id, attempt in duplicates), orphan
+
+    def later(run_attempts: set[tuple[str, int]], orphan: Orphan) -> bool:
+        return any(run_id == orphan.run_id and attempt > orphan.attempt for run_id, attempt in run_attempts)
+
+    ran_again_after_effect = [o for o in orphans if (o.run_id, o.attempt) in applied_at and later(started_at, o)]
+    assert ran_again_after_effect
+    for orphan in ran_again_after_effect:
+        assert later(duplicates, orphan), orphan
 
 
 async def check_runs_and_events(harness: Harness, run_ids: list[str]) -> None:
