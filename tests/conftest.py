@@ -3,7 +3,7 @@
 ``db_url`` gives every test its own freshly migrated database, once on SQLite and once on PostgreSQL:
 - SQLite: a copy of a migrated template file;
 - PostgreSQL: ``CREATE DATABASE … TEMPLATE`` of a migrated template database made once per test session, one test
-  ahead in a thread (``PreparedDatabases``).
+  ahead and dropped after it in a thread (``PreparedDatabases``).
 So leftovers of one test can never reach another. With ``CI=true`` the PostgreSQL tests must run: an unreachable
 server fails the run instead of skipping.
 
@@ -69,20 +69,26 @@ async def _migrate(url: str) -> None:
 
 
 class PreparedDatabases:
-    """PostgreSQL databases copied from the template one test ahead, in a thread of their own.
+    """PostgreSQL databases copied from the template one test ahead, and dropped after it, in a thread of their own.
 
-    A ``CREATE DATABASE … TEMPLATE`` of ours takes ~0.4 s, mostly the server writing the copy; made while the test
-    before runs, it is ready when the next test asks (the suite has ~600 PostgreSQL tests on 2 cores)."""
+    A copy of ours takes 0.04 to 0.4 s (idle to busy server) and a ``DROP`` 0.03 to 0.2 s; made while the test
+    before runs and dropped while the test after runs, neither is on a test's path (the suite has ~600 PostgreSQL
+    tests on 2 cores). The drop forces out any connection a test left open."""
 
     def __init__(self, template: str) -> None:
         self.template = template
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-db")
         self._next = self._prepare()
+        self._drops: list[Future[None]] = []
 
     def _prepare(self) -> tuple[str, Future[None]]:
         name = f"vai_t_{secrets.token_hex(6)}"
-        sql = f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'
-        return name, self._thread.submit(lambda: asyncio.run(_pg_admin(sql)))
+        # FILE_COPY copies the files (with a checkpoint) instead of logging every block of the copy to the WAL:
+        # 0.035 s instead of 0.108 s here for our template, and its drop 0.027 s instead of 0.053 s.
+        return name, self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}" STRATEGY FILE_COPY')
+
+    def _admin(self, sql: str) -> Future[None]:
+        return self._thread.submit(lambda: asyncio.run(_pg_admin(sql)))
 
     def take(self) -> str:
         name, made = self._next
@@ -90,11 +96,20 @@ class PreparedDatabases:
         self._next = self._prepare()
         return name
 
+    def discard(self, name: str) -> None:
+        """Drop a database taken before, behind this thread's other work; a failed drop fails the session."""
+        for drop in [d for d in self._drops if d.done()]:
+            drop.result()  # raises what a failed drop raised
+            self._drops.remove(drop)
+        self._drops.append(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
     def close(self) -> None:
         name, made = self._next
         made.result()
+        self.discard(name)
+        for drop in self._drops:
+            drop.result()
         self._thread.shutdown()
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @dataclass
@@ -140,7 +155,7 @@ def db_url(db_kind: str, db_templates: Templates, tmp_path: Path) -> Iterator[st
         pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
     name = db_templates.prepared.take()
     yield _pg_dsn(name)
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    db_templates.prepared.discard(name)
 
 
 @pytest.fixture
