@@ -1,7 +1,7 @@
 """A realistic, reproducible e-commerce SQLite database for the offline demo.
 
 ``generate_shop_database(path)`` writes ``customers``, ``products``, ``orders`` and ``order_items`` (about 380k rows
-with the defaults, in a few seconds). The same seed always gives the same database. The data has what a real shop
+with the defaults, in ~5 s here). The same seed always gives the same database. The data has what a real shop
 export has, so the demo ETL has something to clean: test orders, cancelled orders, a few orders without a customer,
 mixed-case emails, seasonality and a long tail of products.
 
@@ -13,6 +13,7 @@ incremental ``dlt_extract`` re-run picks up.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import sqlite3
@@ -93,6 +94,11 @@ FIRST = ["Ava", "Liam", "Mia", "Noah", "Emma", "Lucas", "Olivia", "Leo", "Zoe", 
 LAST = ["Smith", "Garcia", "Müller", "Martin", "Brown", "Rossi", "Tanaka", "Dubois", "Wilson", "Nowak", "Silva", "Kim"]
 STATUSES = ["delivered"] * 70 + ["shipped"] * 12 + ["paid"] * 6 + ["refunded"] * 5 + ["cancelled"] * 5 + ["test"] * 2
 CHANNELS = ["web"] * 6 + ["mobile"] * 3 + ["marketplace"]
+DISCOUNTS = [0.0] * 8 + [0.1, 0.2]
+SHIPPING = [0, 0, 4.99, 9.99]
+# Items per order and quantity per item, with their weights made cumulative once (``choices`` would on every call).
+ITEMS_PER_ORDER, ITEMS_CUM_WEIGHTS = [1, 2, 3, 4, 5], list(itertools.accumulate([45, 28, 15, 8, 4]))
+QUANTITIES, QUANTITY_CUM_WEIGHTS = [1, 2, 3], list(itertools.accumulate([80, 15, 5]))
 START = datetime(2024, 1, 1, tzinfo=UTC)
 Row = tuple[object, ...]
 DAYS = 365
@@ -171,7 +177,8 @@ def _order_rows(
     orders: list[Row] = []
     items: list[Row] = []
     item_id = first_item_id
-    popularity = [1.0 / (rank + 1) ** 0.8 for rank in range(len(products))]  # a long tail of products
+    # A long tail of products, as cumulative weights: ``choices`` would sum the weights again on every call.
+    popularity = list(itertools.accumulate(1.0 / (rank + 1) ** 0.8 for rank in range(len(products))))
     # Seasonality: busier in November and December and at weekends; ids follow time.
     day_count = max(1, math.ceil(days))
     weights = [_day_weight(start + timedelta(days=d)) for d in range(day_count)]
@@ -189,18 +196,17 @@ def _order_rows(
                 status,
                 rng.choice(CHANNELS),
                 "USD",
-                round(rng.choice([0, 0, 4.99, 9.99]), 2),
+                round(rng.choice(SHIPPING), 2),
                 _iso(ordered_at),
                 _iso(updated_at),
             )
         )
         for product in rng.choices(
-            products, weights=popularity, k=rng.choices([1, 2, 3, 4, 5], weights=[45, 28, 15, 8, 4])[0]
+            products, cum_weights=popularity, k=rng.choices(ITEMS_PER_ORDER, cum_weights=ITEMS_CUM_WEIGHTS)[0]
         ):
-            discount = rng.choice([0.0] * 8 + [0.1, 0.2])
-            items.append(
-                (item_id, order_id, product[0], rng.choices([1, 2, 3], weights=[80, 15, 5])[0], product[4], discount)
-            )
+            discount = rng.choice(DISCOUNTS)
+            quantity = rng.choices(QUANTITIES, cum_weights=QUANTITY_CUM_WEIGHTS)[0]
+            items.append((item_id, order_id, product[0], quantity, product[4], discount))
             item_id += 1
     return orders, items
 
