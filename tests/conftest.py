@@ -97,7 +97,7 @@ class PreparedDatabases:
         return name
 
     def discard(self, name: str) -> None:
-        """Drop a database taken before, behind this thread's other work; a failed drop fails the session."""
+        """Drop a database taken before, behind this thread's other work; a failed drop is raised by the next call."""
         for drop in [d for d in self._drops if d.done()]:
             drop.result()  # raises what a failed drop raised
             self._drops.remove(drop)
