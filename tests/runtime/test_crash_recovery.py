@@ -114,10 +114,13 @@ async def test_killed_workers_lose_no_run_and_commit_no_effect_twice(
             # effect as a duplicate), the one holding the most runs among those, a random one among equals: a
             # worker picked blindly may just have started, or be between batches, and a kill that orphans nothing
             # tests nothing.
-            await eventually(lambda: lingering(harness), timeout=30, what="a run lingering after its effect")
+            async def holding_a_lingerer() -> list[WorkerProcess]:
+                # Live workers only: a killed worker's runs stay RUNNING under its name until their leases expire.
+                after_effect = await lingering(harness)
+                return [w for w in live if after_effect[w.name]]
+
+            candidates = await eventually(holding_a_lingerer, timeout=30, what="a run lingering after its effect")
             holding = await running_by_worker(harness)
-            after_effect = await lingering(harness)
-            candidates = [w for w in live if after_effect[w.name]] or live
             most = max(holding[w.name] for w in candidates)
             victim = rng.choice([w for w in candidates if holding[w.name] == most])
             victim.kill()

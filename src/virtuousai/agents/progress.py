@@ -115,11 +115,12 @@ class AgentRuns:
             steps = list(kept.steps)  # only a pass writes steps, and every pass that writes moves the version on
         else:
             steps = await runs.step_infos(run_id)
-        children = await runs.children(steps, finishing)
-        if finishing is not None and finishing.run.id not in {s.action_run_id for s in steps if s.id in children}:
+        open_calls = {step.action_run_id for step in steps if not step.status.is_terminal}
+        if finishing is not None and finishing.run.id not in open_calls:
             # Not a child of an open step as this state sees it: the finish takes the general path, whose pass
             # reads it once it is written.
             raise Stale(f"agent run {run_id}: child {finishing.run.id} is not one of its open steps")
+        children = await runs.children(steps, finishing)
         overrides = overrides_of(org_settings)
         sub_agents = await runs.sub_agents(spec.sub_agents) if spec.mode == "primary" else {}
         state = AgentState(
