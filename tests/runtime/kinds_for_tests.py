@@ -97,3 +97,20 @@ async def wait_at_gate(ctx: ActionContext, inputs: GateInput) -> GateOutput:
     gate.entered.set()
     await asyncio.wait_for(gate.opened.wait(), timeout=20)
     return GateOutput(gate=inputs.gate)
+
+
+@action_kind(
+    "test_slow_to_stop",
+    risk="read",
+    description="Test only: once its token trips, waits at GATES[gate] before it stops (its cleanup takes a while).",
+    timeout_s=30,
+    retry=RetryPolicy(max_attempts=3, backoff_s=30),
+)
+async def slow_to_stop(ctx: ActionContext, inputs: GateInput) -> GateOutput:
+    gate = GATES[inputs.gate]
+    try:
+        await ctx.cancel.sleep(30)
+    finally:
+        gate.entered.set()
+        await asyncio.wait_for(gate.opened.wait(), timeout=20)
+    return GateOutput(gate=inputs.gate)

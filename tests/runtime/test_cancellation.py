@@ -1,10 +1,11 @@
 """Cancellation: a pending run at once; a running run that cooperates; a stuck run forced after the grace period;
-and draining a worker on shutdown."""
+a run asked to stop while its timed-out attempt winds down (not retried); and draining a worker on shutdown."""
 
 from __future__ import annotations
 
 from tests.helpers import eventually
 from tests.runtime.conftest import Harness
+from tests.runtime.kinds_for_tests import GATES, Gate
 from virtuousai.actions.service import ActionRunService
 from virtuousai.runtime.states import RunStatus
 
@@ -54,6 +55,35 @@ async def test_a_stuck_run_that_ignores_cancellation_is_abandoned_after_the_grac
     assert (await harness.events(run_id))[-1].data["forced"] is True
     # The abandoned thread holds no worker slot.
     assert run_id not in worker.in_flight
+
+
+async def test_a_timed_out_run_that_stops_at_once_is_recorded_at_once(harness: Harness) -> None:
+    """The grace period is how long an action may take to stop, not a wait: one that stops at its next await is
+    recorded then (it took the whole grace, 10 s by default, for every timeout of an async kind)."""
+    run_id = await harness.create("sleep", {"seconds": 30}, timeout_s=0.2, max_attempts=1)
+    harness.start_worker(cancel_grace_s=30)
+    run = await harness.wait_for(run_id, {RunStatus.FAILED}, timeout=5)
+    assert run.error == {"type": "Timeout", "message": "exceeded its timeout of 0.2s"}
+
+
+async def test_a_cancel_during_a_timed_out_attempts_grace_ends_the_run_instead_of_a_retry(harness: Harness) -> None:
+    """The attempt's timeout trips its token first; the cancel request that comes while the action winds down must
+    still be heard, and the failed attempt be the last: CANCELLED now, not PENDING for a retry 30 s away (to be
+    cancelled only when claimed again)."""
+    gate = GATES["slow-stop"] = Gate()
+    try:
+        run_id = await harness.create("test_slow_to_stop", {"gate": "slow-stop"}, timeout_s=0.2)
+        worker = harness.start_worker(cancel_grace_s=20)
+        await gate.reached()  # timed out: the token tripped, the action is in its cleanup
+        await cancel(harness, run_id)
+        await eventually(lambda: worker.in_flight[run_id].cancel_requested, what="the request to reach the worker")
+        gate.open()
+        run = await harness.wait_for(run_id, {RunStatus.CANCELLED, RunStatus.PENDING, RunStatus.FAILED})
+    finally:
+        GATES.pop("slow-stop").open()
+    assert run.status is RunStatus.CANCELLED and run.attempt == 1, (run.status, run.attempt, run.error)
+    assert run.error == {"type": "Cancelled", "message": "cancelled on request"}
+    assert (await harness.events(run_id))[-1].data["error"]["type"] == "Timeout"
 
 
 async def test_draining_lets_short_runs_finish_and_releases_the_rest(harness: Harness) -> None:

@@ -57,11 +57,15 @@ class RunControl:
     lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     event_seq: int = 0  # the run's latest event as this worker appended it (its claim's, then its progress events)
+    # Someone asked the run to stop (not only its own timeout tripping the token): an attempt that fails now is the
+    # last one, not retried.
+    cancel_requested: bool = False
 
     def __post_init__(self) -> None:
         self.event_seq = self.run.event_seq
 
     def request_cancel(self) -> None:
+        self.cancel_requested = True
         self.cancel.cancel("cancel requested")
 
 
@@ -180,8 +184,11 @@ class RunExecutor:
             timed_out = cancelled not in done
             if timed_out:
                 control.cancel.cancel("timeout")
-            # Cooperative first: the action sees the token at its next safe point. Then it is abandoned.
-            done, _ = await asyncio.wait({work, lost}, timeout=self.settings.cancel_grace_s)
+            # Cooperative first: the action sees the token at its next safe point. Then it is abandoned. (The first
+            # of the two to end: an action that stops at once is recorded at once, not after the whole grace.)
+            done, _ = await asyncio.wait(
+                {work, lost}, timeout=self.settings.cancel_grace_s, return_when=asyncio.FIRST_COMPLETED
+            )
             if lost in done and work not in done:
                 return Outcome("lost")
             if work in done:
@@ -226,6 +233,11 @@ class RunExecutor:
             # Shutting down is not the run's fault: give the attempt back.
             event |= {"reason": "released"}
             finish = replace(finish, to=RunStatus.PENDING, available_at=now, give_back_attempt=True, event=event)
+        elif outcome.kind == "failed" and control.cancel_requested:
+            # Asked to stop while the attempt was failing (a cancel that came during its timeout's grace, when the
+            # token was already tripped): it ends here instead of waiting out a retry's backoff to be cancelled.
+            event |= {"forced": outcome.forced, "error": outcome.error}
+            finish = replace(finish, to=RunStatus.CANCELLED, error=_cancel_error(forced=outcome.forced), event=event)
         elif outcome.kind == "failed":
             decision = decide_retry(attempt=run.attempt, max_attempts=run.max_attempts, policy=policy, now=now)
             event |= {"error": outcome.error}

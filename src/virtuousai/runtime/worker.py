@@ -236,5 +236,7 @@ class Worker:
         return {run_id: control.run.lease_token for run_id, control in list(self.in_flight.items())}
 
     def _cancelling(self, run_id: str) -> bool:
+        """Already asked to stop. A run whose own timeout tripped its token is still polled: a request that comes
+        during the timeout's grace must end it, not let it be retried."""
         control = self.in_flight.get(run_id)
-        return control is not None and control.cancel.cancelled
+        return control is not None and control.cancel_requested
