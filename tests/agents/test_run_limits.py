@@ -37,6 +37,9 @@ async def test_the_wall_clock_limit_cancels_the_tool_in_flight(agents: Agents) -
     await agents.spec("slowpoke", tools=("agent_slow",))
     run = await agents.wait((await agents.start("slowpoke"))["id"])
     assert (run["status"], run["reason"]) == ("FAILED", "timeout"), run
+    # Ended at its limit, not when a child next ended or the sweep came by (a tool's timeout is what the run has
+    # left, and its attempts are retried: it ran 4.8 s of a 1.5 s limit when only a child's end could end it).
+    assert 1.5 <= run["running_s"] < 2.5, run
     steps = await agents.steps(run["id"])
     tool = next(s for s in steps if s["kind"] == "tool")
 
@@ -45,6 +48,7 @@ async def test_the_wall_clock_limit_cancels_the_tool_in_flight(agents: Agents) -
         return action if action["status"] in ("FAILED", "CANCELLED") else None
 
     action = await eventually(stopped, what="the tool in flight to stop")
+    assert action["status"] == "CANCELLED", action
     assert action["timeout_s"] <= 1.5  # its own timeout was what the run had left
 
 

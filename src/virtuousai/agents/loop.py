@@ -227,6 +227,8 @@ class Plan:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     cancel_action_runs: list[str] = field(default_factory=list)
     cancel_agent_runs: list[str] = field(default_factory=list)
+    # A run left RUNNING: its wall-clock time left, when a pass must look at it even if no child has ended by then.
+    deadline_in_s: float | None = None
 
     @property
     def run_to(self) -> AgentRunStatus | None:
@@ -368,6 +370,8 @@ class _Planner:
             elif step_id in self.changed:
                 self.plan.changed_steps.append({"id": step.id, **_step_columns(step)})
         self.plan.steps = tuple(self.steps[step_id] for step_id in self.order)
+        if self.status is AgentRunStatus.RUNNING:
+            self.plan.deadline_in_s = self.state.limits.timeout_s - self.elapsed_s()
         return self.plan
 
     def step_event(self, event_kind: str, step: Step, **data: Any) -> None:

@@ -174,9 +174,10 @@ class AgentRuns:
         lease: Lease | None = None,
         together: tuple[Sequence[Rows], Wakeup] | None = None,
     ) -> Effects:
-        if planned.empty and together is None:
-            return Effects()
         state, runs, run = loaded.state, loaded.runs, loaded.state.run
+        deadline = None if planned.deadline_in_s is None else (run.id, planned.deadline_in_s)
+        if planned.empty and together is None:
+            return Effects(deadline=deadline)
         children = build_runs(
             self.registry,
             planned.children,
@@ -217,6 +218,7 @@ class AgentRuns:
         effects = Effects(
             cancel=list(planned.cancel_action_runs),
             leased=[row for row in children.rows if row["status"] is RunStatus.RUNNING],
+            deadline=deadline,
         )
         effects.advance += [row["id"] for row in planned.agent_runs]
         effects.advance += planned.cancel_agent_runs

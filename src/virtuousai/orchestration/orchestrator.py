@@ -60,6 +60,9 @@ class Effects:
     cancel: list[str] = field(default_factory=list)  # child ActionRuns to ask to stop
     advance: list[str] = field(default_factory=list)  # parent runs (this tenant) to advance next
     leased: list[dict[str, Any]] = field(default_factory=list)  # children created RUNNING under the given lease
+    # (run id, seconds): advance that run then even if none of its children has ended by then (an agent run's
+    # wall-clock limit). Kept in this process only: after a restart the sweep finds the run.
+    deadline: tuple[str, float] | None = None
 
 
 class KeptStates:
@@ -155,6 +158,7 @@ class Orchestrator:
         self.kept = kept_states or KeptStates()
         self.passed: set[str] = set()  # children whose parent's pass the fast path took with their finish
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}  # by run: its pending ``Effects.deadline``
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- hearing children end -------------------------------------------------------------------------------------
@@ -170,14 +174,31 @@ class Orchestrator:
         if wakeup.run_id in self.passed:
             self.passed.discard(wakeup.run_id)
             return  # its pass was taken with its finish (``fast_path.py``)
-        task = asyncio.create_task(self.advance(wakeup.tenant_id, wakeup.parent_run_id), name="orchestrator:advance")
+        self._advance_soon(wakeup.tenant_id, wakeup.parent_run_id)
+
+    def _advance_soon(self, tenant_id: str, run_id: str) -> None:
+        task = asyncio.create_task(self.advance(tenant_id, run_id), name="orchestrator:advance")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _set_deadline(self, tenant_id: str, run_id: str, in_s: float) -> None:
+        """Advance the run in ``in_s`` seconds, in place of the deadline it had here."""
+        if (previous := self._deadlines.pop(run_id, None)) is not None:
+            previous.cancel()
+
+        def due() -> None:
+            del self._deadlines[run_id]
+            self._advance_soon(tenant_id, run_id)
+
+        self._deadlines[run_id] = asyncio.get_running_loop().call_later(max(0.0, in_s), due)
 
     async def close(self) -> None:
         """Stop hearing wake-ups and wait for the advances under way (the engine is disposed next)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
+        for handle in self._deadlines.values():
+            handle.cancel()
+        self._deadlines.clear()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- advancing ------------------------------------------------------------------------------------------------
@@ -262,6 +283,8 @@ class Orchestrator:
         log.warning("parent run %s: still moving after %d tries; leaving it to the others", run_id, MAX_STALE_RETRIES)
 
     async def after_commit(self, tenant: TenantContext, effects: Effects) -> None:
+        if effects.deadline is not None:
+            self._set_deadline(tenant.tenant_id, *effects.deadline)
         for child_id in effects.cancel:
             async with self.sessions() as session:
                 with contextlib.suppress(Conflict, NotFound):  # ended meanwhile: nothing to stop
