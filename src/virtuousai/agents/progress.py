@@ -107,7 +107,7 @@ class AgentRuns:
         found = await runs.run_info(run_id)
         if found is None or found[0].status.is_terminal:
             return None
-        info, version_id, org_settings = found
+        info, version_id, org_settings, llm_connections = found
         spec = await self._spec(runs, version_id)
         if spec is None:
             return None  # pragma: no cover - versions are never deleted while their spec's runs exist
@@ -130,7 +130,7 @@ class AgentRuns:
             children=children,
             tools=self._offered(version_id, spec, overrides, has_sub_agents=bool(sub_agents)),
             sub_agents=sub_agents,
-            llm=await self._llm(runs, spec, org_settings),
+            llm=self._llm(spec, org_settings, llm_connections),
             limits=self.limits,
             now=utcnow(),
             new_id=new_id,
@@ -282,16 +282,13 @@ class AgentRuns:
         return tools
 
     @staticmethod
-    async def _llm(
-        runs: AgentRunRepository, spec: AgentSpecDocument, org_settings: dict[str, Any]
-    ) -> dict[str, Any] | str:
+    def _llm(spec: AgentSpecDocument, org_settings: dict[str, Any], connections: list[str]) -> dict[str, Any] | str:
         """The model call's connections and selection, or why the organization cannot call the spec's model."""
         aliases = {**{k: dict(v) for k, v in BUILTIN_ALIASES.items()}, **(org_settings.get(SETTINGS_KEY) or {})}
         try:
             selection = resolve(spec.model, aliases)
         except ValueError as exc:
             return str(exc)
-        connections = await runs.llm_connections()
         if not connections:
             return "the organization has no LLM connection (openai, anthropic, openai_compatible or scripted)"
         return {
