@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.actions.conftest import key_with_role
 from tests.conftest import OrgHandle
@@ -77,6 +78,32 @@ async def test_invalid_inputs_answer_422_with_field_paths(client: httpx.AsyncCli
     assert unknown_kind.json()["errors"][0]["loc"] == ["body", "kind"]
     listed = await client.get(RUNS, headers=org.headers)
     assert listed.json()["items"] == [], "bad input changes nothing"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # the cloud metadata address
+        "http://10.0.0.7/admin",  # a private address
+        "http://[::ffff:10.0.0.7]/",  # the same, IPv4-mapped
+        "http://0x0a000007/",  # the same, as getaddrinfo reads a hex host
+        "http://metadata.google.internal/computeMetadata/v1/",  # a metadata host name
+        "http://0.0.0.0:8080/",
+    ],
+)
+async def test_a_request_that_can_never_be_sent_is_refused_before_anyone_is_asked(
+    client: httpx.AsyncClient, org: OrgHandle, url: str
+) -> None:
+    """A write kind waits for an approval: what the address policy refuses without DNS is a 422 at creation, so no
+    one approves a call that could never be made. (Names that resolve to such addresses are refused when sent.)"""
+    body = {"kind": "http_request", "inputs": {"method": "GET", "url": url}}
+    response = await client.post(RUNS, headers=org.headers, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["loc"] == ["body", "inputs", "url"] and "public addresses only" in error["msg"], error
+    page = await client.post(RUNS, headers=org.headers, json={"kind": "fetch_page", "inputs": {"url": url}})
+    assert page.status_code == 422 and page.json()["errors"][0]["loc"] == ["body", "inputs", "url"]
+    assert (await client.get(RUNS, headers=org.headers)).json()["items"] == []
 
 
 async def test_failed_run_shows_its_error(client: httpx.AsyncClient, org: OrgHandle) -> None:

@@ -16,6 +16,7 @@ from virtuousai.net.errors import (
 )
 from virtuousai.net.ssrf import (
     CLOUD_METADATA_ADDRESSES,
+    CLOUD_METADATA_HOSTS,
     Destination,
     DestinationPolicy,
     IPAddress,
@@ -24,11 +25,13 @@ from virtuousai.net.ssrf import (
     literal_address,
     non_global_reason,
     parse_target_url,
+    refusal_without_dns,
     resolve_destination,
 )
 
 __all__ = [
     "CLOUD_METADATA_ADDRESSES",
+    "CLOUD_METADATA_HOSTS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_TIMEOUT_S",
     "MAX_REDIRECTS",
@@ -48,6 +51,7 @@ __all__ = [
     "literal_address",
     "non_global_reason",
     "parse_target_url",
+    "refusal_without_dns",
     "resolve_destination",
     "safe_request",
 ]

@@ -7,8 +7,6 @@ redirect loop will be refused again, an unreachable or slow server may recover.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from virtuousai.errors import VaiError
 
 
@@ -16,7 +14,7 @@ class OutboundRequestError(VaiError):
     """Base of every error raised by ``virtuousai.net``."""
 
     status, type_slug, title = 502, "outbound-request-failed", "Outbound request failed"
-    retryable: ClassVar[bool] = True
+    retryable = True
 
 
 class InvalidUrl(OutboundRequestError):

@@ -49,6 +49,11 @@ CLOUD_METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
     )
 )
 
+# Host names of the same endpoints (GCP's, and AWS's EC2-Classic name): refused by name, before any DNS.
+CLOUD_METADATA_HOSTS = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
+)
+
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _IETF_PROTOCOL_ASSIGNMENTS = ipaddress.IPv4Network("192.0.0.0/24")  # Python 3.11 lists only parts of it
 _UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
@@ -186,6 +191,26 @@ def literal_address(host: str) -> IPAddress | None:
         raise InvalidUrl(f"{host[:255]!r} looks numeric but is not a valid IPv4 address") from None
 
 
+def refusal_without_dns(url: httpx.URL) -> str | None:
+    """Why ``url`` (from ``parse_target_url``) can be refused before any DNS whatever this deployment allows, or None:
+    a cloud metadata host name, or a literal address that is not public (a loopback address is left to the policy,
+    which allows it for tests' own servers). What a run's inputs say can be refused when the run is created, so no
+    one is asked to approve a request that could never be sent; names are judged when it is sent."""
+    host = url.raw_host.decode("ascii").rstrip(".").lower()
+    if host in CLOUD_METADATA_HOSTS:
+        return f"{host!r} is a cloud metadata host"
+    try:
+        address = literal_address(host)
+    except InvalidUrl as exc:
+        return exc.detail
+    if address is None:
+        return None
+    reason = non_global_reason(address)
+    if reason is None or (address.is_loopback and not _never_allowed(address)):
+        return None
+    return f"{address} is {reason}"
+
+
 class Resolver(Protocol):
     """Turns a host name into addresses. Injectable so tests can play DNS (including a rebinding DNS)."""
 
@@ -231,6 +256,8 @@ async def resolve_destination(url: httpx.URL, policy: DestinationPolicy, resolve
     """
     host = url.raw_host.decode("ascii").rstrip(".")
     port = url.port or DEFAULT_PORTS[url.scheme]
+    if host.lower() in CLOUD_METADATA_HOSTS:
+        raise BlockedDestination(f"{host!r} is a cloud metadata host")
     literal = literal_address(host)
     if literal is not None:
         reason = policy.refusal_reason(literal)

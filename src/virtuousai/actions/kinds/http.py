@@ -39,7 +39,7 @@ from virtuousai.actions.kinds.common import (
     redact,
     unless_cancelled,
 )
-from virtuousai.net import OutboundRequestError, parse_target_url, safe_request
+from virtuousai.net import OutboundRequestError, parse_target_url, refusal_without_dns, safe_request
 from virtuousai.runtime.context import ActionContext, ResolvedConnection
 from virtuousai.runtime.kinds import action_kind
 
@@ -104,14 +104,18 @@ class HttpRequestInput(BaseModel):
     @field_validator("url")
     @classmethod
     def _url_is_http(cls, url: str | None) -> str | None:
-        # Scheme, credentials and host are checked now, so a bad URL is a 422 when the run is created; the
-        # addresses can only be checked when the run executes (DNS answers change).
+        # Scheme, credentials, host and what a literal host can be judged by are checked now, so a bad URL is a 422
+        # when the run is created (not a request someone is asked to approve); the addresses of a name can only be
+        # checked when the run executes (DNS answers change).
         if url is None:
             return None
         try:
             parsed = parse_target_url(url)
         except OutboundRequestError as exc:
             raise ValueError(exc.detail) from None
+        refusal = refusal_without_dns(parsed)
+        if refusal is not None:
+            raise ValueError(f"{refusal}: requests go to public addresses only")
         refused = _credential_params(parsed.query.decode("ascii", errors="replace"))
         if refused:
             raise ValueError(f"query parameter {refused[0][:100]!r} looks like a credential: use a connection")

@@ -20,7 +20,7 @@ import trafilatura
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from virtuousai.actions.kinds.common import ToolFailed, connection_of, destination_policy, redact, unless_cancelled
-from virtuousai.net import OutboundRequestError, parse_target_url, safe_request
+from virtuousai.net import OutboundRequestError, parse_target_url, refusal_without_dns, safe_request
 from virtuousai.runtime.context import ActionContext
 from virtuousai.runtime.kinds import RetryPolicy, action_kind
 
@@ -195,9 +195,12 @@ class FetchPageInput(BaseModel):
     @classmethod
     def _url_is_http(cls, url: str) -> str:
         try:
-            parse_target_url(url)
+            parsed = parse_target_url(url)
         except OutboundRequestError as exc:
             raise ValueError(exc.detail) from None
+        refusal = refusal_without_dns(parsed)  # as http_request's: refused when the call is made, not when sent
+        if refusal is not None:
+            raise ValueError(f"{refusal}: pages are fetched from public addresses only")
         return url
 
 
