@@ -7,7 +7,7 @@ service layer never imports the web framework.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 # Every problem's ``type`` is this plus its slug (``urn:virtuousai:problem:not-found``).
 PROBLEM_TYPE_BASE = "urn:virtuousai:problem:"
@@ -17,6 +17,9 @@ class VaiError(Exception):
     status: int = 500
     type_slug: str = "internal-error"
     title: str = "Internal error"
+    # Raised inside an action kind: whether another attempt could help (``runtime/executor.py`` reads it). The
+    # errors that say the request itself is wrong (a missing connection, a refused input) are not retried.
+    retryable: ClassVar[bool] = True
 
     def __init__(self, detail: str | None = None, *, errors: Sequence[FieldError] | None = None, **extra: Any) -> None:
         super().__init__(detail or self.title)
@@ -34,18 +37,22 @@ class FieldError(dict[str, Any]):
 
 class BadRequest(VaiError):
     status, type_slug, title = 400, "bad-request", "Bad request"
+    retryable = False
 
 
 class Unauthorized(VaiError):
     status, type_slug, title = 401, "unauthorized", "Unauthorized"
+    retryable = False
 
 
 class Forbidden(VaiError):
     status, type_slug, title = 403, "forbidden", "Forbidden"
+    retryable = False
 
 
 class NotFound(VaiError):
     status, type_slug, title = 404, "not-found", "Not found"
+    retryable = False
 
 
 class Conflict(VaiError):
@@ -54,10 +61,12 @@ class Conflict(VaiError):
 
 class UnsupportedMediaType(VaiError):
     status, type_slug, title = 415, "unsupported-media-type", "Unsupported media type"
+    retryable = False
 
 
 class ValidationFailed(VaiError):
     status, type_slug, title = 422, "validation-error", "Validation failed"
+    retryable = False
 
     @classmethod
     def at(cls, loc: Sequence[str | int], msg: str, type: str = "value_error") -> ValidationFailed:

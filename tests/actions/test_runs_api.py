@@ -80,6 +80,22 @@ async def test_invalid_inputs_answer_422_with_field_paths(client: httpx.AsyncCli
     assert listed.json()["items"] == [], "bad input changes nothing"
 
 
+async def test_an_unknown_connection_is_a_422_at_creation_and_nothing_is_stored(
+    client: httpx.AsyncClient, org: OrgHandle
+) -> None:
+    """Found when the run is made, naming the field: not accepted, retried three times, then FAILED."""
+    inputs = {"connection": "slug:nope", "dataset": "shop", "source": {"type": "sql_database", "tables": ["orders"]}}
+    response = await client.post(RUNS, headers=org.headers, json={"kind": "dlt_extract", "inputs": inputs})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"loc": ["body", "inputs", "connection"], "msg": "unknown connection 'slug:nope'", "type": "unknown_connection"}
+    ]
+    # A kind's default connection is checked the same way (web_search's is the organization's tavily one).
+    default = await client.post(RUNS, headers=org.headers, json={"kind": "web_search", "inputs": {"query": "x"}})
+    assert default.status_code == 422 and default.json()["errors"][0]["loc"] == ["body", "inputs", "connection"]
+    assert (await client.get(RUNS, headers=org.headers)).json()["items"] == []
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -173,3 +173,13 @@ async def test_unknown_template_and_connection(client: httpx.AsyncClient, org: O
         (["body", "steps", 2, "connection"], "unknown_connection"),
     ]
     assert response.json()["errors"][2]["msg"] == "action kind 'sleep' takes no connection"
+
+
+async def test_a_literal_connection_in_a_steps_inputs_must_exist(client: httpx.AsyncClient, org: OrgHandle) -> None:
+    inputs = {"connection": "slug:nope", "dataset": "shop", "source": {"type": "sql_database", "tables": ["orders"]}}
+    spec = diamond(steps=[{"key": "a", "action": "dlt_extract", "inputs": inputs}])
+    response = await client.post(BASE, json=spec, headers=org.headers)
+    assert response.status_code == 422, response.text
+    assert [(e["loc"], e["msg"]) for e in response.json()["errors"]] == [
+        (["body", "steps", 0, "inputs", "connection"], "unknown connection 'slug:nope'")
+    ]

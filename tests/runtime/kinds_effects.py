@@ -29,6 +29,7 @@ import asyncpg
 from pydantic import BaseModel, Field
 
 from virtuousai.config import Settings
+from virtuousai.errors import NotFound
 from virtuousai.net.errors import BlockedDestination
 from virtuousai.runtime.context import ActionContext
 from virtuousai.runtime.kinds import RetryPolicy, action_kind
@@ -210,3 +211,14 @@ class BlockedOutput(BaseModel):
 )
 async def blocked_destination(ctx: ActionContext, inputs: BlockedInput) -> BlockedOutput:
     raise BlockedDestination("169.254.169.254 is not a public address")
+
+
+@action_kind(
+    "test_not_found",
+    risk="read",
+    description="Test only: raises NotFound, as a kind does when its connection is gone (ctx.connection).",
+    timeout_s=30,
+    retry=RetryPolicy(max_attempts=3, backoff_s=0.05),
+)
+async def not_found(ctx: ActionContext, inputs: BlockedInput) -> BlockedOutput:
+    raise NotFound("connection 'slug:gone' not found")

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from virtuousai.actions.policy import ApprovalPolicyService
 from virtuousai.actions.registry import default_registry
 from virtuousai.actions.repository import ActionRunEventRepository, ActionRunRepository
+from virtuousai.connections.service import ConnectionService
 from virtuousai.errors import Conflict, NotFound, ValidationFailed
 from virtuousai.runtime.cancellation import cancel_run
 from virtuousai.runtime.creation import RunRequest, create_runs, inputs_hash
@@ -75,6 +77,8 @@ class ActionRunService:
         that commit."""
         if kind in self.registry and self.registry.get(kind).internal:
             raise ValidationFailed.at([*loc_prefix, "kind"], f"action kind {kind!r} is the system's own")
+        if kind in self.registry:
+            await self._check_connection(self.registry.get(kind).input_model, inputs, [*loc_prefix, "inputs"])
         request = RunRequest(
             kind=kind,
             inputs=inputs,
@@ -107,6 +111,17 @@ class ActionRunService:
             return CreatedRun(created.runs()[0], created=True)
         await self.session.commit()
         return CreatedRun(await self.get(created.rows[0]["id"]), created=True)
+
+    async def _check_connection(self, model: type[BaseModel], inputs: Mapping[str, Any], loc: list[str | int]) -> None:
+        """The connection the run would use (its ``connection`` input, else the kind's default one) must exist in
+        this organization: a 422 naming the field now, not a run that fails when it executes."""
+        field = model.model_fields.get("connection")
+        ref = inputs.get("connection", None if field is None else field.default)
+        if not isinstance(ref, str) or not ref:
+            return
+        error = await ConnectionService(self.session, self.tenant).ref_error(ref, [*loc, "connection"])
+        if error is not None:
+            raise ValidationFailed(error["msg"], errors=[error])
 
     # -- read --------------------------------------------------------------------------------------------------
 

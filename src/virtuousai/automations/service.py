@@ -18,7 +18,7 @@ from virtuousai.automations.spec import AutomationSpec, Step
 from virtuousai.automations.tables import Automation, AutomationVersion
 from virtuousai.automations.validation import Loc, literal_params_errors, summary, validate_spec
 from virtuousai.connections.service import ConnectionService
-from virtuousai.errors import Conflict, FieldError, NotFound, VaiError, ValidationFailed
+from virtuousai.errors import Conflict, FieldError, NotFound, ValidationFailed
 from virtuousai.expressions.evaluation import has_expression
 from virtuousai.ids import has_prefix, new_id
 from virtuousai.runtime.kinds import KindRegistry
@@ -194,6 +194,10 @@ async def reference_errors(
         if step.template is not None:
             errors += await _template_step_errors(session, tenant, registry, step, step_loc)
             continue
+        literal = step.inputs.get("connection")
+        if step.connection is None and isinstance(literal, str) and literal and not has_expression(literal):
+            error = await ConnectionService(session, tenant).ref_error(literal, (*step_loc, "inputs", "connection"))
+            errors += [error] if error is not None else []
         if step.connection is None:
             continue
         if (
@@ -204,11 +208,8 @@ async def reference_errors(
             msg = f"action kind {step.action!r} takes no connection"
             errors.append(FieldError((*step_loc, "connection"), msg, "unknown_connection"))
         elif not has_expression(step.connection):
-            try:
-                await ConnectionService(session, tenant).get_by_ref(step.connection)
-            except VaiError:
-                msg = f"unknown connection {step.connection!r}"
-                errors.append(FieldError((*step_loc, "connection"), msg, "unknown_connection"))
+            error = await ConnectionService(session, tenant).ref_error(step.connection, (*step_loc, "connection"))
+            errors += [error] if error is not None else []
     return errors
 
 

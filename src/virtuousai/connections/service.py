@@ -123,6 +123,15 @@ class ConnectionService:
             raise NotFound(f"connection {ref!r} not found")
         return found
 
+    async def ref_error(self, ref: str, loc: Sequence[str | int]) -> FieldError | None:
+        """None when ``ref`` names a connection of this organization, else the field error at ``loc``: what a run's
+        inputs (or an automation's step) name is checked when it is made, not found missing when it executes."""
+        try:
+            await self.get_by_ref(ref)
+        except VaiError:
+            return FieldError(loc, f"unknown connection {ref!r}", "unknown_connection")
+        return None
+
     # ---- writes -----------------------------------------------------------------------------------------------
 
     async def create(self, body: ConnectionCreate) -> Connection:
