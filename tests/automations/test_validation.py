@@ -128,6 +128,36 @@ def test_bad_when_and_for_each() -> None:
     assert [loc for loc, _ in errors_of(steps)] == [["body", "steps", 0, "when"], ["body", "steps", 1, "for_each"]]
 
 
+@pytest.mark.parametrize(
+    "text", ["${{ params.__class__ }}", "${{ params['__globals__'] }}", "${{ __import__ }}", "a ${{ item.__dict__ }}"]
+)
+def test_python_internals_are_refused_when_the_spec_is_parsed(text: str) -> None:
+    steps = [{"key": "a", "action": "echo", "for_each": [1], "inputs": {"x": text}}]
+    [(loc, msg)] = errors_of(steps)
+    assert loc == ["body", "steps", 0, "inputs", "x"]
+    assert msg.startswith("expression syntax error: ") and "names Python's internals, not data" in msg
+
+
+@pytest.mark.parametrize(
+    ("for_each", "always"),
+    [("${{ 5 }}", "int"), ("${{ 'abc' }}", "str"), ("${{ null }}", "null"), ("${{ true }}", "bool")],
+)
+def test_a_for_each_literal_that_is_not_a_list_is_refused(for_each: str, always: str) -> None:
+    [(loc, msg)] = errors_of([{"key": "a", "action": "echo", "for_each": for_each}])
+    assert (loc, msg) == (
+        ["body", "steps", 0, "for_each"],
+        f"`for_each` must give a list; this expression is always {always}",
+    )
+
+
+def test_a_for_each_with_text_around_its_expression_is_refused() -> None:
+    steps = [{"key": "a", "action": "echo"}, {"key": "b", "action": "echo", "for_each": "x ${{ steps.a.output }}"}]
+    [(loc, msg)] = errors_of(steps)
+    assert loc == ["body", "steps", 1, "for_each"] and "no text around it" in msg
+    # A list literal, or an expression whose value only the run knows, is for the run to judge.
+    assert errors_of([{"key": "a", "action": "echo", "for_each": "${{ [1, 2] }}"}]) == []
+
+
 def test_item_outside_for_each() -> None:
     steps = [
         {"key": "a", "action": "echo", "inputs": {"x": "${{ item }}"}},

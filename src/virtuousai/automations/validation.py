@@ -23,6 +23,7 @@ from virtuousai.expressions.evaluation import (
     GLOBAL_NAMES,
     ITEM_NAMES,
     ExpressionError,
+    Literal,
     Node,
     Template,
     has_expression,
@@ -90,6 +91,8 @@ def _check_expressions(step: Step, keys: set[str], step_loc: Loc) -> list[FieldE
         except ExpressionError as exc:
             errors.append(FieldError(field_loc, f"expression syntax error: {exc}", "expression_syntax"))
             continue
+        if path == ("for_each",) and isinstance(parsed, Template):
+            errors += _for_each_errors(parsed, field_loc)
         in_item_scope = step.for_each is not None and path[0] in ("inputs", "connection")
         for name in sorted(root_names(parsed)):
             if name in ITEM_NAMES and not in_item_scope:
@@ -104,6 +107,22 @@ def _check_expressions(step: Step, keys: set[str], step_loc: Loc) -> list[FieldE
             elif reference not in keys:
                 errors.append(FieldError(field_loc, f"unknown step {reference!r} in expression", "unknown_step"))
     return errors
+
+
+def _for_each_errors(template: Template, field_loc: Loc) -> list[FieldError]:
+    """A ``for_each`` expression that can be seen now never to give a list: text around the expression (the result
+    is a string), or one literal that is not a list (``${{ 5 }}``)."""
+    if template.whole is None:
+        msg = "`for_each` must be one `${{ … }}` expression giving a list, with no text around it (that gives a string)"
+        return [FieldError(field_loc, msg, "for_each_not_a_list")]
+    if isinstance(template.whole, Literal) and not isinstance(template.whole.value, list):
+        got = type(template.whole.value).__name__ if template.whole.value is not None else "null"
+        return [
+            FieldError(
+                field_loc, f"`for_each` must give a list; this expression is always {got}", "for_each_not_a_list"
+            )
+        ]
+    return []
 
 
 def _check_kind(step: Step, registry: KindRegistry, step_loc: Loc) -> list[FieldError]:

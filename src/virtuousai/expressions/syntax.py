@@ -249,6 +249,7 @@ class _Parser:
                 return Unary("not", self.parse(_NOT_POWER), token.position)
             if token.value in ("and", "or", "in"):
                 raise ExpressionError(f"unexpected {token.value!r}", token.position)
+            _refuse_dunder(token.value, token.position)
             return self.postfix(Name(token.value, token.position))
         if token.kind == "op" and token.value == "-":
             return Unary("-", self.parse(_NEGATE_POWER), token.position)
@@ -280,12 +281,15 @@ class _Parser:
                 key = self.advance()
                 # `rows.0` indexes a list like `rows[0]`.
                 if key.kind == "name" or (key.kind == "num" and isinstance(key.value, int)):
+                    _refuse_dunder(key.value, key.position)
                     node = Lookup(node, Literal(key.value), token.position)
                 else:
                     raise ExpressionError(f"expected a key after '.', found {_describe(key)}", key.position)
             else:
                 key_node = self.parse()
                 self.expect("]")
+                if isinstance(key_node, Literal):
+                    _refuse_dunder(key_node.value, token.position)
                 node = Lookup(node, key_node, token.position)
         return node
 
@@ -302,6 +306,13 @@ class _Parser:
 
 
 COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "not in"})
+
+
+def _refuse_dunder(name: object, position: int) -> None:
+    """``__class__`` and its kind name Python's internals, never data: refused when the expression is parsed, so a
+    spec that tries one is a 422 when it is stored, not a run that fails (evaluation reaches no attribute anyway)."""
+    if isinstance(name, str) and len(name) > 4 and name.startswith("__") and name.endswith("__"):
+        raise ExpressionError(f"{name!r} names Python's internals, not data: keys like it are not allowed", position)
 
 
 def _describe(token: Token) -> str:
