@@ -272,6 +272,21 @@ async def test_events_stream_and_list(automations: Automations, client: httpx.As
     assert [r["id"] for r in listed["items"]] == [run["id"]]
 
 
+async def test_listed_runs_count_their_steps_by_status(automations: Automations) -> None:
+    await automations.create(
+        [
+            {"key": "a", "action": "echo"},
+            {"key": "b", "action": "echo", "depends_on": ["a"]},
+            {"key": "c", "action": "echo", "when": "false"},
+        ]
+    )
+    run = await automations.wait((await automations.start())["id"])
+    listed = await automations.client.get("/api/v1/automation-runs", headers=automations.org.headers)
+    [item] = listed.json()["items"]
+    assert item["steps"] is None  # the steps themselves are on GET of one run
+    assert item["step_counts"] == {"COMPLETED": 2, "SKIPPED": 1} == run["step_counts"]
+
+
 async def test_two_orchestrators_advancing_at_once_create_each_step_once(
     automations: Automations, app: FastAPI, settings: Any
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,6 +96,10 @@ class AutomationRunPublic(BaseModel):
     started_at: Timestamp | None
     finished_at: Timestamp | None
     steps: list[StepRunPublic] | None = Field(default=None, description="Per-step state (on GET of one run).")
+    step_counts: dict[str, int] = Field(
+        default_factory=dict,
+        description='The run\'s steps by status, on every run, listed or read: {"COMPLETED": 2, "RUNNING": 1}.',
+    )
     template_snapshot: TemplateSnapshot | None = Field(
         default=None, description="Started from a kind=automation template: what it was made from, as it was."
     )
@@ -104,9 +109,13 @@ class AutomationRunPublic(BaseModel):
     )
 
     @classmethod
-    def of(cls, run: AutomationRun, detail: RunDetail | None = None) -> AutomationRunPublic:
+    def of(
+        cls, run: AutomationRun, detail: RunDetail | None = None, step_counts: dict[str, int] | None = None
+    ) -> AutomationRunPublic:
+        """The run as the API shows it: with its steps when ``detail`` is given, else ``step_counts`` (listing)."""
         steps = None
         if detail is not None:
+            step_counts = dict(Counter(row.status.value for row in detail.steps))
             steps = [
                 StepRunPublic(
                     key=row.step_key,
@@ -144,6 +153,7 @@ class AutomationRunPublic(BaseModel):
             started_at=run.started_at,
             finished_at=run.finished_at,
             steps=steps,
+            step_counts=step_counts or {},
             template_snapshot=None
             if run.template_snapshot is None
             else TemplateSnapshot.model_validate(run.template_snapshot),

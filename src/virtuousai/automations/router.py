@@ -152,8 +152,12 @@ async def list_runs(
     automation: Annotated[str | None, Query(description="Only runs of this automation (id or `slug:<slug>`).")] = None,
     run_status: Annotated[AutomationRunStatus | None, Query(alias="status")] = None,
 ) -> Page[AutomationRunPublic]:
-    result = await _runs(request, session, principal.tenant).list(page, automation_ref=automation, status=run_status)
-    return Page(items=[AutomationRunPublic.of(run) for run in result.items], next_cursor=result.next_cursor)
+    """Runs, each with its steps counted by status (`step_counts`); `GET …/{id}` gives the steps."""
+    service = _runs(request, session, principal.tenant)
+    result = await service.list(page, automation_ref=automation, status=run_status)
+    counts = await service.step_counts([run.id for run in result.items])
+    items = [AutomationRunPublic.of(run, step_counts=counts[run.id]) for run in result.items]
+    return Page(items=items, next_cursor=result.next_cursor)
 
 
 @runs_router.get("/automation-runs/{run_id}", response_model=AutomationRunPublic)

@@ -125,6 +125,20 @@ class AutomationRunRepository(TenantRepository[AutomationRun]):
             stmt = stmt.where(AutomationRun.status == status)
         return await self.paginate(stmt, page)
 
+    async def step_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """The steps of each run by status (a page of runs in one grouped query)."""
+        if not run_ids:
+            return {}
+        stmt = (
+            sa.select(AutomationStepRun.automation_run_id, AutomationStepRun.status, sa.func.count())
+            .where(AutomationStepRun.tenant_id == self.tenant_id, AutomationStepRun.automation_run_id.in_(run_ids))
+            .group_by(AutomationStepRun.automation_run_id, AutomationStepRun.status)
+        )
+        counts: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
+        for run_id, status, count in (await self.session.execute(stmt)).tuples():
+            counts[run_id][StepStatus(status).value] = int(count)
+        return counts
+
     async def events_after(self, run_id: str, after_seq: int, limit: int = 500) -> Sequence[AutomationRunEvent]:
         stmt = (
             sa.select(AutomationRunEvent)

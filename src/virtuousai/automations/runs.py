@@ -155,6 +155,9 @@ class AutomationRunService:
             automation_id = (await AutomationService(self.session, self.tenant).get(automation_ref)).automation.id
         return await self.runs.list_runs(page, automation_id=automation_id, status=status)
 
+    async def step_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        return await self.runs.step_counts(run_ids)
+
     async def cancel(self, run_id: str) -> AutomationRun:
         """CANCELLED at once (the advance that follows the request ends it); open steps are CANCELLED and their
         ActionRuns asked to stop. A run that finished otherwise: 409."""
