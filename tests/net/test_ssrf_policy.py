@@ -23,6 +23,7 @@ from virtuousai.net import (
     SystemResolver,
     literal_address,
     parse_target_url,
+    refusal_without_dns,
     resolve_destination,
 )
 
@@ -125,6 +126,34 @@ async def test_a_name_is_resolved_once_and_pinned_to_its_answers() -> None:
     assert destination.host == "api.example.com"
     assert destination.port == 443
     assert [str(a) for a in destination.addresses] == ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"]
+
+
+@pytest.mark.parametrize("host", ["metadata.google.internal", "METADATA.goog.", "metadata", "instance-data"])
+async def test_a_metadata_host_name_is_refused_by_name_whatever_dns_answers(host: str) -> None:
+    resolver = ScriptedResolver({host.lower().rstrip("."): [["93.184.215.14"]]})
+    with pytest.raises(BlockedDestination, match="a cloud metadata host"):
+        await check(f"http://{host}/computeMetadata/v1/", LOOPBACK_ALLOWED, resolver)
+    assert resolver.calls == []
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("http://169.254.169.254/", True),
+        ("http://10.0.0.7/", True),
+        ("http://0x0a000007/", True),
+        ("http://[fe80::1]/", True),
+        ("http://[::ffff:127.0.0.1]/", True),  # never allowed, loopback inside or not
+        ("http://0.0.0.0/", True),
+        ("http://metadata.google.internal/", True),
+        ("http://127.0.0.1:8080/", False),  # left to the policy (allow_loopback, tests' own servers)
+        ("http://localhost/", False),  # a name: judged when sent
+        ("http://example.com/", False),
+        ("http://93.184.215.14/", False),
+    ],
+)
+def test_what_can_be_refused_before_any_dns(url: str, refused: bool) -> None:
+    assert (refusal_without_dns(parse_target_url(url)) is not None) is refused
 
 
 async def test_a_name_with_any_non_public_answer_is_refused() -> None:
