@@ -96,6 +96,11 @@ def test_runs_from_start_to_decision(served: tuple[Server, dict[str, str]]) -> N
         [waiting["id"], "COMPLETED"],
     )
 
+    refused = json.loads(vai("run", "echo", "--input", "pay=99", "--json").stdout)
+    rejected = vai("runs", "reject", refused["id"], "--reason", "too much", "--yes", "--json")
+    assert rejected.exit_code == 0, rejected.output
+    assert json.loads(rejected.stdout)["status"] == "CANCELLED"
+
     long = json.loads(vai("run", "sleep", "--input", "seconds=600", "--json").stdout)
     cancelled = vai("runs", "cancel", long["id"])
     assert cancelled.exit_code == 0 and cancelled.stdout.startswith(long["id"]), cancelled.output
