@@ -175,7 +175,7 @@ class AgentRuns:
         together: tuple[Sequence[Rows], Wakeup] | None = None,
     ) -> Effects:
         state, runs, run = loaded.state, loaded.runs, loaded.state.run
-        deadline = None if planned.deadline_in_s is None else (run.id, planned.deadline_in_s)
+        deadline = (run.id, planned.deadline_in_s)  # None when the run is no longer RUNNING: forgotten
         if planned.empty and together is None:
             return Effects(deadline=deadline)
         children = build_runs(

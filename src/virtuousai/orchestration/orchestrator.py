@@ -61,8 +61,9 @@ class Effects:
     advance: list[str] = field(default_factory=list)  # parent runs (this tenant) to advance next
     leased: list[dict[str, Any]] = field(default_factory=list)  # children created RUNNING under the given lease
     # (run id, seconds): advance that run then even if none of its children has ended by then (an agent run's
-    # wall-clock limit). Kept in this process only: after a restart the sweep finds the run.
-    deadline: tuple[str, float] | None = None
+    # wall-clock limit); (run id, None): it has none any more (it ended, or waits for a human). Kept in this process
+    # only: after a restart the sweep finds the run.
+    deadline: tuple[str, float | None] | None = None
 
 
 class KeptStates:
@@ -181,10 +182,12 @@ class Orchestrator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _set_deadline(self, tenant_id: str, run_id: str, in_s: float) -> None:
-        """Advance the run in ``in_s`` seconds, in place of the deadline it had here."""
+    def _set_deadline(self, tenant_id: str, run_id: str, in_s: float | None) -> None:
+        """Advance the run in ``in_s`` seconds, in place of the deadline it had here (None: no deadline)."""
         if (previous := self._deadlines.pop(run_id, None)) is not None:
             previous.cancel()
+        if in_s is None:
+            return
 
         def due() -> None:
             del self._deadlines[run_id]
