@@ -191,24 +191,28 @@ def literal_address(host: str) -> IPAddress | None:
         raise InvalidUrl(f"{host[:255]!r} looks numeric but is not a valid IPv4 address") from None
 
 
+# The most any deployment allows (loopback, for tests' own servers): what it refuses, every deployment refuses.
+_MOST_ALLOWED = DestinationPolicy(allow_loopback=True)
+
+
 def refusal_without_dns(url: httpx.URL) -> str | None:
     """Why ``url`` (from ``parse_target_url``) can be refused before any DNS whatever this deployment allows, or None:
     a cloud metadata host name, or a literal address that is not public (a loopback address is left to the policy,
     which allows it for tests' own servers). What a run's inputs say can be refused when the run is created, so no
     one is asked to approve a request that could never be sent; names are judged when it is sent."""
     host = url.raw_host.decode("ascii").rstrip(".").lower()
-    if host in CLOUD_METADATA_HOSTS:
-        return f"{host!r} is a cloud metadata host"
     try:
-        address = literal_address(host)
+        return _refusal(host, literal_address(host), _MOST_ALLOWED)
     except InvalidUrl as exc:
         return exc.detail
-    if address is None:
-        return None
-    reason = non_global_reason(address)
-    if reason is None or (address.is_loopback and not _never_allowed(address)):
-        return None
-    return f"{address} is {reason}"
+
+
+def _refusal(host: str, literal: IPAddress | None, policy: DestinationPolicy) -> str | None:
+    """What needs no DNS to refuse: a metadata host name, or a literal address ``policy`` refuses."""
+    if host.lower() in CLOUD_METADATA_HOSTS:
+        return f"{host!r} is a cloud metadata host"
+    reason = None if literal is None else policy.refusal_reason(literal)
+    return None if reason is None else f"{literal} is {reason}"
 
 
 class Resolver(Protocol):
@@ -256,13 +260,11 @@ async def resolve_destination(url: httpx.URL, policy: DestinationPolicy, resolve
     """
     host = url.raw_host.decode("ascii").rstrip(".")
     port = url.port or DEFAULT_PORTS[url.scheme]
-    if host.lower() in CLOUD_METADATA_HOSTS:
-        raise BlockedDestination(f"{host!r} is a cloud metadata host")
     literal = literal_address(host)
+    refusal = _refusal(host, literal, policy)
+    if refusal is not None:
+        raise BlockedDestination(refusal)
     if literal is not None:
-        reason = policy.refusal_reason(literal)
-        if reason is not None:
-            raise BlockedDestination(f"{literal} is {reason}")
         return Destination(url=url, host=host, port=port, addresses=(literal,), is_literal=True)
 
     addresses = tuple(await resolver.resolve(host, port))
